@@ -1,0 +1,590 @@
+//! Semantic validation: the checks that relate values to each other and to AWS's rules.
+//!
+//! Runs before any API call. Every check reports into the same [`Diagnostics`] and none
+//! stops the others, so a user fixes a file in one round trip. Checks that follow a
+//! reference (a rule naming a role, an instance naming a subnet) are skipped when the
+//! referenced part failed to decode, so one typo is reported once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::Ipv4Net;
+
+use crate::decode::{Decoder, Located};
+use crate::diag::{Diagnostics, Pos};
+use crate::topology::{ArtifactSource, BucketName, Image, Instance, Peer, Rule, Topology, decode};
+use crate::yaml;
+
+/// The outcome of reading a topology file.
+#[derive(Debug)]
+pub struct Checked {
+    /// The topology, when it has no errors (warnings allowed).
+    pub topology: Option<Topology>,
+    /// Everything found, in file order.
+    pub diagnostics: Diagnostics,
+}
+
+/// Longest lab name: the capture bucket `<lab>-captures-<account>-<region>` must fit in
+/// S3's 63 characters with a 12-digit account and a 14-character region.
+pub const MAX_LAB_NAME: usize = 24;
+/// Most instances one entry may expand to.
+pub const MAX_COUNT: u32 = 20;
+
+/// Parses and validates a topology document.
+pub fn check(text: &str) -> Checked {
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        Err(syntax) => {
+            let mut diagnostics = Diagnostics::default();
+            let d = diagnostics.error(syntax.pos, syntax.message);
+            d.hint = syntax.hint;
+            return Checked {
+                topology: None,
+                diagnostics,
+            };
+        }
+    };
+    let mut decoder = Decoder::new();
+    let topology = decode(&root, &mut decoder);
+    if let Some(t) = &topology {
+        validate(t, decoder.complete, &mut decoder.diags);
+    }
+    let diagnostics = decoder.diags.sorted();
+    Checked {
+        topology: topology.filter(|_| !diagnostics.has_errors()),
+        diagnostics,
+    }
+}
+
+/// Runs every semantic check on a decoded topology.
+pub fn validate(t: &Topology, complete: bool, d: &mut Diagnostics) {
+    check_lab_name(&t.name, d);
+    if let Some(region) = &t.region
+        && !is_region(region)
+    {
+        d.error(
+            region.pos,
+            format!("`{}` is not an AWS region name", region.value),
+        )
+        .hint("such as `eu-north-1` or `us-east-1`");
+    }
+    let subnets = check_network(t, complete, d);
+    if let Some(dns) = &t.dns {
+        check_zone_name(&dns.zone, d);
+        if !(1..=604_800).contains(&dns.ttl.value) {
+            d.error(
+                dns.ttl.pos,
+                format!("TTL {} is out of range (1-604800 seconds)", dns.ttl.value),
+            );
+        }
+    }
+    let roles = check_roles(t, complete, d);
+    check_iam(t, d);
+    if let BucketName::Named(name) = &t.captures.bucket.value
+        && let Err(why) = check_bucket_name(name)
+    {
+        d.error(t.captures.bucket.pos, format!("bucket name `{name}` {why}"))
+            .hint("or write `bucket: auto` for `<lab>-captures-<account>-<region>`");
+    }
+    check_instances(t, &roles, complete.then_some(&subnets), d);
+    if complete && t.instances.is_empty() {
+        d.warning(t.name.pos, "the lab has no instances");
+    }
+    check_artifacts(t, d);
+    if let Some(lifetime) = &t.lifetime {
+        let mins = lifetime.value.0.as_secs() / 60;
+        if !(10..=30 * 24 * 60).contains(&mins) {
+            d.error(
+                lifetime.pos,
+                format!("lifetime {} is out of range (10m to 30d)", lifetime.value),
+            );
+        }
+    }
+}
+
+fn check_lab_name(name: &Located<String>, d: &mut Diagnostics) {
+    let n = &name.value;
+    if n.len() < 2 || n.len() > MAX_LAB_NAME || !is_dns_label(n) {
+        d.error(
+            name.pos,
+            format!("lab name `{n}` is not usable in AWS names"),
+        )
+        .hint(format!(
+            "use 2-{MAX_LAB_NAME} lowercase letters, digits and hyphens, starting with a letter"
+        ));
+    }
+}
+
+/// `[a-z][a-z0-9-]*`, not ending in a hyphen.
+fn is_dns_label(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && !s.ends_with('-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Checks the VPC and subnets; returns the subnet names.
+fn check_network(t: &Topology, complete: bool, d: &mut Diagnostics) -> BTreeSet<String> {
+    let vpc = &t.network.cidr;
+    check_block_size(vpc, "VPC", d);
+    if !is_private(&vpc.value) {
+        d.warning(
+            vpc.pos,
+            format!("VPC block {} is not a private range", vpc.value),
+        )
+        .hint("10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 avoid clashing with public addresses");
+    }
+    let mut names: BTreeMap<&str, Pos> = BTreeMap::new();
+    for (i, s) in t.network.subnets.iter().enumerate() {
+        check_name(&s.name, "subnet", &mut names, d);
+        check_block_size(&s.cidr, "subnet", d);
+        if !vpc.value.contains(&s.cidr.value) {
+            d.error(
+                s.cidr.pos,
+                format!(
+                    "subnet `{}` ({}) is outside the VPC block {}",
+                    s.name.value, s.cidr.value, vpc.value
+                ),
+            );
+        }
+        for other in &t.network.subnets[..i] {
+            if overlaps(&s.cidr.value, &other.cidr.value) {
+                d.error(
+                    s.cidr.pos,
+                    format!(
+                        "subnet `{}` ({}) overlaps subnet `{}` ({}, line {})",
+                        s.name.value,
+                        s.cidr.value,
+                        other.name.value,
+                        other.cidr.value,
+                        other.cidr.pos.line
+                    ),
+                );
+            }
+        }
+    }
+    if complete && !t.network.subnets.iter().any(|s| s.public) {
+        d.warning(
+            t.network.cidr.pos,
+            "no subnet is public: instances cannot reach package mirrors, labnet or SSM",
+        )
+        .hint("set `public: true` on a subnet");
+    }
+    names.into_keys().map(str::to_owned).collect()
+}
+
+fn check_block_size(net: &Located<Ipv4Net>, what: &str, d: &mut Diagnostics) {
+    if !(16..=28).contains(&net.value.prefix_len()) {
+        d.error(
+            net.pos,
+            format!("{what} block {} must be between /16 and /28", net.value),
+        );
+    }
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+fn is_private(net: &Ipv4Net) -> bool {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+    ]
+    .iter()
+    .filter_map(|s| s.parse::<Ipv4Net>().ok())
+    .any(|private| private.contains(net))
+}
+
+/// Checks a logical name's syntax and uniqueness among its kind.
+fn check_name<'a>(
+    name: &'a Located<String>,
+    kind: &str,
+    seen: &mut BTreeMap<&'a str, Pos>,
+    d: &mut Diagnostics,
+) {
+    if !is_dns_label(&name.value) || name.value.len() > 40 {
+        d.error(
+            name.pos,
+            format!("{kind} name `{}` is not valid", name.value),
+        )
+        .hint("use up to 40 lowercase letters, digits and hyphens, starting with a letter");
+    }
+    if let Some(first) = seen.insert(&name.value, name.pos) {
+        d.error(
+            name.pos,
+            format!(
+                "duplicate {kind} name `{}` (first at line {})",
+                name.value, first.line
+            ),
+        );
+        seen.insert(&name.value, first);
+    }
+}
+
+fn check_zone_name(zone: &Located<String>, d: &mut Diagnostics) {
+    let z = zone.value.trim_end_matches('.');
+    let ok = !z.is_empty()
+        && z.len() <= 253
+        && z.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !ok {
+        d.error(zone.pos, format!("`{}` is not a DNS zone name", zone.value))
+            .hint("such as `lab.internal`");
+    }
+}
+
+/// Checks roles and their rules; returns the role names.
+fn check_roles(t: &Topology, complete: bool, d: &mut Diagnostics) -> BTreeSet<String> {
+    let mut names = BTreeMap::new();
+    for role in &t.roles {
+        check_name(&role.name, "role", &mut names, d);
+    }
+    let known: BTreeSet<String> = names.into_keys().map(str::to_owned).collect();
+    for role in &t.roles {
+        for rule in &role.ingress {
+            check_rule(rule, "from", &known, d);
+        }
+        for rule in role.egress.iter().flatten() {
+            check_rule(rule, "to", &known, d);
+        }
+        if role.egress.as_ref().is_some_and(Vec::is_empty) {
+            d.warning(
+                role.name.pos,
+                format!(
+                    "role `{}` allows no outbound traffic: its instances cannot bootstrap",
+                    role.name.value
+                ),
+            );
+        }
+        let used = t.instances.iter().any(|i| i.role.value == role.name.value);
+        if complete && !used {
+            d.warning(
+                role.name.pos,
+                format!("no instance has role `{}`", role.name.value),
+            );
+        }
+    }
+    known
+}
+
+fn check_rule(rule: &Rule, peers_key: &str, roles: &BTreeSet<String>, d: &mut Diagnostics) {
+    let proto = rule.proto.value;
+    match (&rule.ports, proto.has_ports()) {
+        (None, true) => {
+            d.error(rule.proto.pos, format!("a {proto} rule needs `ports`"))
+                .hint("a port (`8080`) or a range (`12000-12001`; `0-65535` for all)");
+        }
+        (Some(ports), false) => {
+            d.error(ports.pos, format!("{proto} has no ports; remove `ports`"));
+        }
+        _ => {}
+    }
+    if rule.peers.is_empty() {
+        d.error(
+            rule.pos,
+            format!("the rule lists no one under `{peers_key}`"),
+        );
+    }
+    let mut has_world = false;
+    for peer in &rule.peers {
+        match &peer.value {
+            Peer::Role(name) if !roles.contains(name) => {
+                d.error(peer.pos, format!("unknown role `{name}`"))
+                    .did_you_mean(name, roles.iter().map(String::as_str));
+            }
+            p if p.is_world() => {
+                has_world = true;
+                let what = match &rule.ports {
+                    Some(ports) => format!("{proto} port {}", ports.value),
+                    None => format!("{proto} traffic"),
+                };
+                if peers_key == "to" {
+                    // Outbound to anywhere is the AWS default, not a risk.
+                } else if rule.allow_world {
+                    d.warning(peer.pos, format!("{what} is open to the whole internet"));
+                } else {
+                    d.error(peer.pos, format!("0.0.0.0/0 would open {what} to the whole internet"))
+                        .hint("name roles or addresses (`my-ip`), or add `allow_world: true` to the rule if you mean it");
+                }
+            }
+            _ => {}
+        }
+    }
+    if rule.allow_world && !has_world {
+        d.warning(
+            rule.pos,
+            "`allow_world` has no effect: the rule has no 0.0.0.0/0 source",
+        );
+    }
+}
+
+fn check_iam(t: &Topology, d: &mut Diagnostics) {
+    let role = &t.iam.instance_role;
+    let name = &role.name.value;
+    let full = format!("{}-{name}", t.name.value);
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    {
+        d.error(
+            role.name.pos,
+            format!("`{name}` is not a valid IAM role name"),
+        )
+        .hint("letters, digits and + = , . @ _ -");
+    } else if full.len() > 64 {
+        d.error(
+            role.name.pos,
+            format!("IAM role name `{full}` is longer than 64 characters"),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for policy in &role.managed_policies {
+        let p = &policy.value;
+        let valid = if p.starts_with("arn:") {
+            p.split(':').count() == 6 && p.contains(":policy/")
+        } else {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+        };
+        if !valid {
+            d.error(
+                policy.pos,
+                format!("`{p}` is neither a managed policy name nor a policy ARN"),
+            );
+        }
+        if !seen.insert(p.as_str()) {
+            d.error(policy.pos, format!("policy `{p}` is listed twice"));
+        }
+    }
+    if !seen
+        .iter()
+        .any(|p| p.ends_with("AmazonSSMManagedInstanceCore"))
+    {
+        d.warning(
+            role.name.pos,
+            "without AmazonSSMManagedInstanceCore, `labctl ssm-shell` cannot reach the instances",
+        );
+    }
+}
+
+/// S3's naming rules for general purpose buckets.
+fn check_bucket_name(name: &str) -> Result<(), &'static str> {
+    if !(3..=63).contains(&name.len()) {
+        return Err("must be 3-63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return Err("may hold only lowercase letters, digits, hyphens and dots");
+    }
+    let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !edge_ok(name.chars().next()) || !edge_ok(name.chars().last()) {
+        return Err("must start and end with a letter or digit");
+    }
+    if name.contains("..") || name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("must not look like an IP address or hold `..`");
+    }
+    Ok(())
+}
+
+fn check_instances(
+    t: &Topology,
+    roles: &BTreeSet<String>,
+    subnets: Option<&BTreeSet<String>>,
+    d: &mut Diagnostics,
+) {
+    let mut entry_names = BTreeMap::new();
+    // Expanded names (`client-1`) must be unique too: DNS records and tags use them.
+    let mut expanded: BTreeMap<String, &Instance> = BTreeMap::new();
+    for inst in &t.instances {
+        check_name(&inst.name, "instance", &mut entry_names, d);
+        if !roles.contains(&inst.role.value) {
+            d.error(inst.role.pos, format!("unknown role `{}`", inst.role.value))
+                .did_you_mean(&inst.role.value, roles.iter().map(String::as_str));
+        }
+        check_instance_type(&inst.instance_type, d);
+        if let Image::Parameter(path) = &inst.image.value
+            && (path.contains("arm64") || path.contains("aarch64"))
+        {
+            d.error(
+                inst.image.pos,
+                format!("parameter `{path}` names an arm64 image; labnet is built for x86_64"),
+            );
+        }
+        let count = inst.count.value;
+        if count < 1 {
+            d.error(inst.count.pos, "count must be at least 1");
+        } else if count > MAX_COUNT {
+            d.error(
+                inst.count.pos,
+                format!("count {count} is more than {MAX_COUNT}"),
+            )
+            .hint("a lab this large is likely a mistake; write several entries if you mean it");
+        }
+        let mut services = BTreeSet::new();
+        for svc in &inst.services {
+            if !services.insert(svc.value) {
+                d.error(svc.pos, format!("service `{}` is listed twice", svc.value));
+            }
+        }
+        if let (Some(subnet), Some(known)) = (&inst.subnet, subnets)
+            && !known.contains(&subnet.value)
+        {
+            d.error(subnet.pos, format!("unknown subnet `{}`", subnet.value))
+                .did_you_mean(&subnet.value, known.iter().map(String::as_str));
+        }
+        if (1..=MAX_COUNT).contains(&count) {
+            for name in inst.expanded_names() {
+                if let Some(first) = expanded.get(&name)
+                    && first.name.value != inst.name.value
+                {
+                    d.error(
+                        inst.name.pos,
+                        format!(
+                            "instance name `{name}` clashes with `{}` (line {}) after count expansion",
+                            first.name.value, first.name.pos.line
+                        ),
+                    );
+                }
+                expanded.entry(name).or_insert(inst);
+            }
+        }
+    }
+}
+
+fn check_instance_type(ty: &Located<String>, d: &mut Diagnostics) {
+    let Some((family, size)) = ty.value.split_once('.') else {
+        d.error(ty.pos, format!("`{}` is not an instance type", ty.value))
+            .hint("such as `t3.micro`");
+        return;
+    };
+    let well_formed = family.starts_with(|c: char| c.is_ascii_lowercase())
+        && family
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !size.is_empty()
+        && size
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !well_formed {
+        d.error(ty.pos, format!("`{}` is not an instance type", ty.value))
+            .hint("such as `t3.micro`");
+    } else if is_arm_family(family) {
+        d.error(
+            ty.pos,
+            format!(
+                "`{}` is an Arm (Graviton) type; labnet is built for x86_64",
+                ty.value
+            ),
+        )
+        .hint("use an x86_64 type such as `t3.micro`");
+    }
+}
+
+/// Graviton families carry a `g` after the generation digit (`t4g`, `m7gd`, `c6gn`),
+/// `a1` is the first Graviton, and `mac2*` are Apple silicon.
+pub fn is_arm_family(family: &str) -> bool {
+    if family == "a1" || family.starts_with("mac2") {
+        return true;
+    }
+    let base = family.split('-').next().unwrap_or(family);
+    match base.find(|c: char| c.is_ascii_digit()) {
+        Some(i) => base[i..]
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .contains('g'),
+        None => false,
+    }
+}
+
+fn check_artifacts(t: &Topology, d: &mut Diagnostics) {
+    let labnet = &t.artifacts.labnet;
+    match &labnet.value {
+        ArtifactSource::Build => {}
+        ArtifactSource::Path(p) if p.trim().is_empty() => {
+            d.error(labnet.pos, "`labnet.path` is empty");
+        }
+        ArtifactSource::Path(_) => {}
+        ArtifactSource::Url { url, sha256 } => {
+            if !url.starts_with("https://") {
+                d.error(labnet.pos, format!("labnet URL `{url}` must use https"));
+            }
+            if sha256.len() != 64
+                || !sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                d.error(labnet.pos, "`sha256` must be 64 lowercase hex digits");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_families_are_recognised() {
+        for arm in [
+            "t4g",
+            "m6g",
+            "m7gd",
+            "c6gn",
+            "x2gd",
+            "im4gn",
+            "is4gen",
+            "a1",
+            "mac2-m2pro",
+            "hpc7g",
+            "g5g",
+        ] {
+            assert!(is_arm_family(arm), "{arm}");
+        }
+        for x86 in [
+            "t3", "t3a", "m5", "c5n", "g4dn", "g4ad", "m7i-flex", "r7iz", "mac1", "p5", "inf2",
+        ] {
+            assert!(!is_arm_family(x86), "{x86}");
+        }
+    }
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        assert!(check_bucket_name("netlab-captures").is_ok());
+        assert!(check_bucket_name("Netlab").is_err());
+        assert!(check_bucket_name("ab").is_err());
+        assert!(check_bucket_name("-lab").is_err());
+        assert!(check_bucket_name("192.168.0.1").is_err());
+    }
+
+    #[test]
+    fn regions_are_shaped_like_regions() {
+        assert!(is_region("eu-north-1"));
+        assert!(is_region("us-gov-west-1"));
+        assert!(!is_region("europe"));
+        assert!(!is_region("eu-north"));
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# test.sh - run every test: the pure core, the CLI, and the AWS layer against LocalStack.
+#
+# Why a script: the suite needs cargo-nextest and a running LocalStack; this makes
+# both present (installing what is missing) so one command works on a fresh machine.
+# LocalStack is left running for the next run; `scripts/localstack.sh stop` ends it.
+#
+# Usage: scripts/test.sh [nextest arguments...]
+set -euo pipefail
+cd "$(dirname -- "${BASH_SOURCE[0]}")/.."
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "test.sh: installing cargo-nextest" >&2
+  cargo install --locked cargo-nextest
+fi
+
+# Start (or find) the shared LocalStack before the tests do, so its start-up time is
+# not charged to whichever test happens to run first.
+endpoint=$(bash scripts/localstack.sh start)
+echo "test.sh: LocalStack at $endpoint" >&2
+
+profile=default
+[ "${CI:-}" = "true" ] && profile=ci
+exec cargo nextest run --workspace --locked --profile "$profile" "$@"

@@ -1,0 +1,157 @@
+//! The commands that need no AWS: validate, schema, graph; exit codes and usage errors.
+
+use crate::harness::{Sandbox, repo};
+
+fn fixture(path: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/fixtures").join(path)).expect("fixture")
+}
+
+#[test]
+fn validate_accepts_the_default_lab() {
+    let sb = Sandbox::new();
+    let topology = std::fs::read_to_string(repo().join("topology.yaml")).expect("topology.yaml");
+    sb.write("topology.yaml", &topology);
+    let run = sb.run(&["validate"]);
+    assert_eq!(run.code(), 0, "{}", run.transcript());
+    insta::assert_snapshot!(run.transcript());
+}
+
+#[test]
+fn validate_reports_every_problem_and_exits_1() {
+    let sb = Sandbox::new();
+    sb.write("lab.yaml", &fixture("invalid/many-problems.yaml"));
+    let run = sb.run(&["validate", "-f", "lab.yaml"]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stdout().is_empty(), "diagnostics go to stderr");
+    insta::assert_snapshot!(run.transcript());
+}
+
+#[test]
+fn validate_json_lists_diagnostics_with_positions() {
+    let sb = Sandbox::new();
+    sb.write("topology.yaml", &fixture("invalid/unknown-role.yaml"));
+    let run = sb.run(&["validate", "--json"]);
+    assert_eq!(run.code(), 1);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON on stdout");
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["errors"], 2);
+    let first = &doc["diagnostics"][1];
+    assert_eq!(first["pos"]["line"], 12);
+    assert_eq!(first["pos"]["col"], 43);
+    assert_eq!(first["hint"], "did you mean `client`?");
+}
+
+#[test]
+fn missing_file_is_one_clear_error() {
+    let sb = Sandbox::new();
+    let run = sb.run(&["validate", "-f", "nope.yaml"]);
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stderr().contains("cannot read topology file nope.yaml"),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let sb = Sandbox::new();
+    assert_eq!(sb.run(&["--no-such-flag"]).code(), 1);
+    assert_eq!(sb.run(&["frobnicate"]).code(), 1);
+    assert_eq!(sb.run(&["--my-ip", "not-an-ip", "graph"]).code(), 1);
+    let help = sb.run(&["--help"]);
+    assert_eq!(help.code(), 0);
+    assert!(
+        help.stdout().contains("Exit status"),
+        "{}",
+        help.transcript()
+    );
+}
+
+#[test]
+fn committed_schema_matches_labctl_schema() {
+    let sb = Sandbox::new();
+    let run = sb.run(&["schema"]);
+    assert_eq!(run.code(), 0);
+    let committed =
+        std::fs::read_to_string(repo().join("topology.schema.json")).expect("topology.schema.json");
+    assert_eq!(
+        run.stdout(),
+        committed,
+        "topology.schema.json is stale: run `cargo run -q -- schema > topology.schema.json`"
+    );
+}
+
+#[test]
+fn graph_of_the_default_lab() {
+    let sb = Sandbox::new();
+    let topology = std::fs::read_to_string(repo().join("topology.yaml")).expect("topology.yaml");
+    sb.write("topology.yaml", &topology);
+    let run = sb.run(&["graph"]);
+    assert_eq!(run.code(), 0, "{}", run.transcript());
+    insta::assert_snapshot!(run.stdout());
+}
+
+#[test]
+fn graph_resolves_my_ip_from_the_environment_without_a_lookup() {
+    let sb = Sandbox::new();
+    sb.write("topology.yaml", &fixture("valid/everything.yaml"));
+    let mut cmd = sb.labctl(&["graph", "--json"]);
+    cmd.env("LABCTL_MY_IP", "198.51.100.23");
+    let out = cmd.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let rules = doc["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["address"] == "sg-rules/server")
+        .expect("server rules");
+    let peers: Vec<&serde_json::Value> = rules["spec"]["ingress"]
+        .as_array()
+        .expect("ingress")
+        .iter()
+        .map(|p| &p["peer"])
+        .collect();
+    assert!(
+        peers.iter().any(|p| p["value"] == "198.51.100.23/32"),
+        "{peers:?}"
+    );
+    assert!(!peers.iter().any(|p| p["type"] == "my-ip"), "{peers:?}");
+}
+
+#[test]
+fn region_flag_contradicting_the_topology_is_an_error() {
+    let sb = Sandbox::new();
+    let topology = std::fs::read_to_string(repo().join("topology.yaml")).expect("topology.yaml");
+    sb.write("topology.yaml", &topology);
+    let run = sb.run(&["graph", "--region", "us-east-1"]);
+    assert_eq!(run.code(), 1);
+    assert!(
+        run.stderr()
+            .contains("--region us-east-1 contradicts the topology's `region: eu-north-1`"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(sb.run(&["graph", "--region", "eu-north-1"]).code(), 0);
+}
+
+#[test]
+fn an_invalid_topology_stops_before_any_aws_call() {
+    // The endpoint in this sandbox is unreachable: reaching AWS would print a
+    // connection error instead of the topology's problems.
+    let sb = Sandbox::new();
+    sb.write("topology.yaml", &fixture("invalid/graviton.yaml"));
+    let run = sb.run(&["doctor"]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stderr().contains("Graviton"), "{}", run.transcript());
+    assert!(
+        !run.stderr().contains("cannot reach"),
+        "{}",
+        run.transcript()
+    );
+}

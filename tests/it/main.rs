@@ -1,0 +1,8 @@
+//! Integration tests: the real `labctl` binary, each test in a fresh temporary directory,
+//! AWS calls against one shared LocalStack (started by `scripts/localstack.sh`).
+//!
+//! One test binary on purpose: it links the AWS SDK once.
+
+mod cli;
+mod harness;
+mod localstack;
