@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 /// A complete AWS networking lab from one topology file, and gone again in one command.
 ///
-/// Exit status: 0 on success, 1 on any error (usage errors included).
+/// Exit status: 0 on success, 1 on any error (usage errors included); with
+/// `plan --detailed-exitcode`, 2 when changes are pending.
 #[derive(Debug, Parser)]
 #[command(
     name = "labctl",
@@ -55,6 +56,10 @@ pub struct GlobalArgs {
     /// Log what labctl does (-v: info, -vv: debug, -vvv: trace, AWS SDK included).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Print how many AWS API requests the command sent (to stderr, at the end).
+    #[arg(long, global = true)]
+    pub api_stats: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,8 +70,56 @@ pub enum Command {
     Schema,
     /// Show the AWS resources a topology creates, in order, with their dependencies.
     Graph(GraphArgs),
+    /// Show what `up` would change: + create, ~ update in place, -/+ replace, - delete.
+    Plan(PlanArgs),
+    /// Make AWS match the topology, then print the lab's instances and addresses.
+    Up(UpArgs),
+    /// Delete everything the lab owns, in reverse dependency order.
+    Down(DownArgs),
+    /// What the lab has now: instances, states, addresses, DNS names.
+    Status(StatusArgs),
     /// Check that AWS (or LocalStack) is reachable with the current credentials and region.
     Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 2 when changes are pending, 0 when there are none, 1 on errors.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Apply without asking, even when the plan replaces or deletes resources.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Allow deleting a capture bucket that still holds captures.
+    #[arg(long)]
+    pub delete_captures: bool,
+    /// Print the outputs as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Delete without asking.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Also delete the captures in the lab's bucket (refused otherwise while any exist).
+    #[arg(long)]
+    pub delete_captures: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,8 @@
 mod aws;
 mod cli;
 mod commands;
+mod lab;
+mod myip;
 mod printer;
 mod topology_file;
 
@@ -32,7 +34,8 @@ fn main() -> ExitCode {
     };
     init_tracing(cli.global.verbose);
     let printer = Printer::new(cli.global.quiet);
-    match commands::run(cli, &printer) {
+    let api_stats = cli.global.api_stats;
+    let code = match commands::run(cli, &printer) {
         Ok(code) => code,
         Err(err) => {
             if !err.is::<commands::Reported>() {
@@ -40,7 +43,11 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    };
+    if api_stats {
+        eprintln!("labctl: {} AWS API calls", aws::calls());
     }
+    code
 }
 
 fn init_tracing(verbose: u8) {

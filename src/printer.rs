@@ -35,6 +35,13 @@ impl Printer {
         Ok(())
     }
 
+    /// A note on stderr (silenced by `--quiet`).
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+
     /// A success line on stderr (silenced by `--quiet`).
     pub fn success(&self, text: &str) {
         if !self.quiet {
@@ -59,5 +66,77 @@ impl Printer {
             .map(|h| format!("; {}", h.cyan()))
             .unwrap_or_default();
         eprintln!("{}:{}: {severity}: {}{hint}", file.bold(), d.pos, d.message);
+    }
+}
+
+/// Live progress of applied steps: spinners on a terminal, one line per finished step
+/// otherwise (logs, CI).
+pub struct StepProgress {
+    bars: Option<(
+        indicatif::MultiProgress,
+        std::sync::Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
+    )>,
+    quiet: bool,
+}
+
+impl StepProgress {
+    /// Progress for `printer`'s settings.
+    pub fn new(printer: &Printer) -> Self {
+        use std::io::IsTerminal;
+        let live = !printer.quiet && std::io::stderr().is_terminal();
+        Self {
+            bars: live.then(|| {
+                (
+                    indicatif::MultiProgress::new(),
+                    std::sync::Mutex::new(Default::default()),
+                )
+            }),
+            quiet: printer.quiet,
+        }
+    }
+}
+
+impl crate::aws::apply::Progress for StepProgress {
+    fn started(&self, step: &labctl_core::plan::Step) {
+        if let Some((multi, bars)) = &self.bars {
+            let label = crate::aws::apply::step_label(step);
+            let bar = multi.add(indicatif::ProgressBar::new_spinner());
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_message(label.clone());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bars.lock().expect("progress lock").insert(label, bar);
+        }
+    }
+
+    fn finished(
+        &self,
+        step: &labctl_core::plan::Step,
+        outcome: &Result<String, String>,
+        elapsed: std::time::Duration,
+    ) {
+        let label = crate::aws::apply::step_label(step);
+        let line = match outcome {
+            Ok(id) if id.is_empty() => {
+                format!("{} {label} ({:.1}s)", "✓".green(), elapsed.as_secs_f64())
+            }
+            Ok(id) => format!(
+                "{} {label} [{id}] ({:.1}s)",
+                "✓".green(),
+                elapsed.as_secs_f64()
+            ),
+            Err(e) => format!("{} {label}: {e}", "✗".red()),
+        };
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some(bar) = bars.lock().expect("progress lock").remove(&label) {
+                    bar.finish_with_message(line);
+                }
+            }
+            None if !self.quiet || outcome.is_err() => eprintln!("{line}"),
+            None => {}
+        }
     }
 }

@@ -1,14 +1,27 @@
-//! The AWS layer: loading configuration and turning SDK errors into one clear line.
+//! The AWS layer: configuration, clients, and errors that keep the service's code.
 //!
 //! Everything here uses the standard AWS configuration chain, so the same code runs
 //! against AWS and against LocalStack, selected only by `AWS_ENDPOINT_URL` (or the
-//! per-service `AWS_ENDPOINT_URL_<SERVICE>` variables).
+//! per-service `AWS_ENDPOINT_URL_<SERVICE>` variables). The layer observes and applies;
+//! it never decides what should change (that is the core's plan).
+
+pub mod apply;
+pub mod images;
+pub mod observe;
+pub mod wait;
 
 use std::error::Error as StdError;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::bail;
+use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::cli::GlobalArgs;
 
@@ -49,7 +62,9 @@ pub async fn connect(
     topology_region: Option<&str>,
 ) -> anyhow::Result<Session> {
     let region = choose_region(global.region.as_deref(), topology_region)?;
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // Throttling is retried by the SDK itself, with more patience than its default.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(6));
     if let Some(profile) = &global.profile {
         loader = loader.profile_name(profile);
     }
@@ -66,6 +81,162 @@ pub async fn connect(
     Ok(Session { config, region })
 }
 
+/// Requests sent to AWS by this process (every attempt, retries included).
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many requests this process has sent to AWS.
+pub fn calls() -> usize {
+    CALLS.load(Ordering::Relaxed)
+}
+
+/// Counts requests into [`calls`].
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter;
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "labctl-call-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// One client per service, all counting their calls.
+#[derive(Clone)]
+pub struct Clients {
+    pub ec2: aws_sdk_ec2::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub route53: aws_sdk_route53::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub region: String,
+}
+
+impl Clients {
+    /// Builds the clients for a session.
+    pub fn new(session: &Session) -> Self {
+        let calls = CallCounter;
+        let c = &session.config;
+        // A custom S3 endpoint (LocalStack, MinIO) rarely resolves bucket subdomains.
+        let path_style = c.endpoint_url().is_some();
+        Self {
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::config::Builder::from(c)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(c)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(c)
+                    .force_path_style(path_style)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            route53: aws_sdk_route53::Client::from_conf(
+                aws_sdk_route53::config::Builder::from(c)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::config::Builder::from(c)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(c)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            region: session.region.clone(),
+        }
+    }
+}
+
+/// A failed AWS call: what was attempted, the service's error code, and one line
+/// that explains it.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {message}")]
+pub struct AwsError {
+    /// The operation and its target (`EC2 CreateVpc`).
+    pub context: String,
+    /// The service's error code, when the service answered.
+    pub code: Option<String>,
+    /// The explanation.
+    pub message: String,
+}
+
+impl AwsError {
+    /// True when the service answered with one of `codes`.
+    pub fn is(&self, codes: &[&str]) -> bool {
+        self.code.as_deref().is_some_and(|c| codes.contains(&c))
+    }
+}
+
+/// `map_err` adapter: `.map_err(aws("EC2 CreateVpc"))`.
+pub fn aws<E, R>(context: impl Into<String>) -> impl FnOnce(SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    let context = context.into();
+    move |err| AwsError {
+        code: err.code().map(str::to_owned),
+        message: explain_short(&err),
+        context,
+    }
+}
+
+fn explain_short<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match err {
+        SdkError::ServiceError(e) => {
+            let inner = e.err();
+            let code = inner.code().unwrap_or("error");
+            let message = inner.message().unwrap_or("no message");
+            if is_auth_error(code) {
+                format!(
+                    "the credentials were rejected ({code}: {message}); check AWS_PROFILE or AWS_ACCESS_KEY_ID"
+                )
+            } else {
+                format!("{code}: {message}")
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            format!("cannot reach the service: {}", innermost(err))
+        }
+        _ => innermost(err),
+    }
+}
+
+fn is_auth_error(code: &str) -> bool {
+    matches!(
+        code,
+        "InvalidClientTokenId"
+            | "SignatureDoesNotMatch"
+            | "AuthFailure"
+            | "UnrecognizedClientException"
+            | "InvalidAccessKeyId"
+            | "ExpiredToken"
+            | "InvalidToken"
+    )
+}
+
 /// One line that says what went wrong with an AWS call, without SDK debug noise.
 pub fn explain<E, R>(service: &str, err: &SdkError<E, R>) -> String
 where
@@ -77,16 +248,12 @@ where
             let inner = e.err();
             let code = inner.code().unwrap_or("error");
             let message = inner.message().unwrap_or("no message");
-            match code {
-                "InvalidClientTokenId"
-                | "SignatureDoesNotMatch"
-                | "AuthFailure"
-                | "UnrecognizedClientException"
-                | "InvalidAccessKeyId"
-                | "ExpiredToken" => format!(
+            if is_auth_error(code) {
+                format!(
                     "{service} rejected the credentials ({code}: {message}); check AWS_PROFILE or AWS_ACCESS_KEY_ID"
-                ),
-                _ => format!("{service} answered {code}: {message}"),
+                )
+            } else {
+                format!("{service} answered {code}: {message}")
             }
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {

@@ -1,8 +1,12 @@
 //! One module per command; [`run`] dispatches to them.
 
 mod doctor;
+mod down;
 mod graph;
+mod plan;
 mod schema;
+mod status;
+mod up;
 mod validate;
 
 use std::process::ExitCode;
@@ -21,6 +25,10 @@ pub fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::run(&cli.global, &args, printer),
         Command::Schema => schema::run(printer),
         Command::Graph(args) => graph::run(&cli.global, &args, printer),
+        Command::Plan(args) => block_on(plan::run(&cli.global, &args, printer)),
+        Command::Up(args) => block_on(up::run(&cli.global, &args, printer)),
+        Command::Down(args) => block_on(down::run(&cli.global, &args, printer)),
+        Command::Status(args) => block_on(status::run(&cli.global, &args, printer)),
         Command::Doctor(args) => block_on(doctor::run(&cli.global, &args, printer)),
     }
 }
@@ -32,4 +40,70 @@ fn block_on<F: Future<Output = anyhow::Result<ExitCode>>>(future: F) -> anyhow::
         .enable_all()
         .build()?
         .block_on(future)
+}
+
+/// Asks before destroying anything: `--yes` skips the question, and without a terminal
+/// to ask on, labctl refuses rather than guess.
+pub fn confirm(plan: &labctl_core::plan::Plan, yes: bool, printer: &Printer) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes || !plan.is_destructive() {
+        return Ok(());
+    }
+    let n = plan.count(labctl_core::plan::Action::Replace)
+        + plan.count(labctl_core::plan::Action::Delete);
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "the plan replaces or deletes {n} resource(s) and there is no terminal to ask on; \
+             re-run with --yes to apply it"
+        );
+    }
+    eprint!("This replaces or deletes {n} resource(s). Type `yes` to go on: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        printer.error("cancelled; nothing was changed");
+        return Err(Reported.into());
+    }
+    Ok(())
+}
+
+/// Refuses to delete a bucket that holds captures unless told to.
+pub async fn guard_captures(
+    clients: &crate::aws::Clients,
+    plan: &labctl_core::plan::Plan,
+    delete_captures: bool,
+) -> anyhow::Result<()> {
+    use labctl_core::Kind;
+    use labctl_core::plan::Action;
+    for c in &plan.changes {
+        if c.address.kind != Kind::Bucket || !matches!(c.action, Action::Delete | Action::Replace) {
+            continue;
+        }
+        let Some(bucket) = &c.id else { continue };
+        let captures = count_captures(clients, bucket).await?;
+        if captures > 0 && !delete_captures {
+            anyhow::bail!(
+                "bucket {bucket} still holds {captures} capture file(s) under captures/; \
+                 fetch them first (`labctl pcap-fetch`) or pass --delete-captures; nothing was changed"
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn count_captures(clients: &crate::aws::Clients, bucket: &str) -> anyhow::Result<usize> {
+    let mut pages = clients
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix("captures/")
+        .into_paginator()
+        .send();
+    let mut n = 0;
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(crate::aws::aws(format!("S3 ListObjectsV2 {bucket}")))?;
+        n += page.contents().len();
+    }
+    Ok(n)
 }

@@ -13,7 +13,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::topology::{BucketName, Image, Peer, PortRange, Proto, Service, Topology};
+use crate::topology::{BucketName, Peer, PortRange, Proto, Topology};
+use crate::userdata::UserDataInput;
 
 /// Tag holding the lab name on every resource the lab owns.
 pub const TAG_LAB: &str = "labctl:lab";
@@ -51,6 +52,22 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in creation order.
+    pub const ALL: [Kind; 12] = [
+        Kind::Vpc,
+        Kind::Subnet,
+        Kind::InternetGateway,
+        Kind::RouteTable,
+        Kind::SecurityGroup,
+        Kind::SecurityGroupRules,
+        Kind::IamRole,
+        Kind::InstanceProfile,
+        Kind::Bucket,
+        Kind::HostedZone,
+        Kind::Instance,
+        Kind::DnsRecord,
+    ];
+
     /// The address prefix.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,6 +108,13 @@ impl Address {
     /// The address of a singleton (`vpc`, `igw`).
     pub fn single(kind: Kind) -> Self {
         Self::new(kind, "")
+    }
+
+    /// Reads an address back from its tag (`instance/client-2`, `vpc`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (kind, name) = s.split_once('/').unwrap_or((s, ""));
+        let kind = Kind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+        Some(Self::new(kind, name))
     }
 }
 
@@ -152,6 +176,20 @@ pub enum PermissionPeer {
     Cidr(#[serde(serialize_with = "display")] Ipv4Net),
     /// The caller's address, not yet resolved.
     MyIp,
+    /// A security group that is not one of the lab's roles (found in AWS only).
+    Group(String),
+}
+
+impl Permission {
+    /// AWS's default egress rule: every protocol to 0.0.0.0/0.
+    pub fn all_outbound() -> Self {
+        Permission {
+            proto: Proto::All,
+            ports: None,
+            peer: PermissionPeer::Cidr(Ipv4Net::default()),
+            description: None,
+        }
+    }
 }
 
 impl fmt::Display for Permission {
@@ -164,33 +202,42 @@ impl fmt::Display for Permission {
             PermissionPeer::Role(r) => write!(f, " role:{r}"),
             PermissionPeer::Cidr(c) => write!(f, " {c}"),
             PermissionPeer::MyIp => write!(f, " my-ip"),
+            PermissionPeer::Group(id) => write!(f, " group:{id}"),
         }
     }
 }
 
-/// The attributes of a desired resource.
+/// The attributes of a resource, desired or observed: the AWS layer describes what
+/// it finds in these same terms, so comparing the two is comparing values.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Spec {
-    /// VPC with DNS support and hostnames (the private zone needs both).
+    /// VPC.
     Vpc {
         /// CIDR block.
         #[serde(serialize_with = "display")]
         cidr: Ipv4Net,
+        /// DNS support and DNS hostnames (the private zone needs both).
+        dns: bool,
     },
     /// Subnet.
     Subnet {
         /// CIDR block.
         #[serde(serialize_with = "display")]
         cidr: Ipv4Net,
-        /// Public IPv4 on launch and a route to the internet gateway.
+        /// Public IPv4 on launch (and a route to the internet gateway).
         public: bool,
     },
-    /// Internet gateway attached to the VPC.
-    InternetGateway,
-    /// Route table with `0.0.0.0/0` to the internet gateway.
+    /// Internet gateway.
+    InternetGateway {
+        /// Attached to the lab's VPC.
+        attached: bool,
+    },
+    /// Route table for the public subnets.
     RouteTable {
-        /// Subnets associated with it.
+        /// `0.0.0.0/0` goes to the internet gateway.
+        internet_route: bool,
+        /// Subnets associated with it, sorted.
         subnets: Vec<String>,
     },
     /// Security group (its rules are a separate resource).
@@ -204,45 +251,63 @@ pub enum Spec {
         role: String,
         /// Inbound permissions, sorted.
         ingress: Vec<Permission>,
-        /// Outbound permissions, sorted; `None` keeps AWS's allow-all default.
-        egress: Option<Vec<Permission>>,
+        /// Outbound permissions, sorted (AWS's default is all traffic to 0.0.0.0/0).
+        egress: Vec<Permission>,
     },
     /// IAM role assumed by EC2.
     IamRole {
         /// Managed policy ARNs, sorted.
         managed_policies: Vec<String>,
-        /// Bucket the inline policy grants read/write on (captures/ and artifacts/).
-        bucket: String,
+        /// The bucket the inline policy grants access to (`None`: no or another policy).
+        inline_policy_bucket: Option<String>,
     },
     /// Instance profile holding the role.
     InstanceProfile {
-        /// IAM role name.
+        /// IAM role name (empty when it holds none).
         role: String,
     },
-    /// Private, encrypted bucket.
-    Bucket,
-    /// Private hosted zone associated with the VPC.
+    /// Capture bucket.
+    Bucket {
+        /// Carries the lab's tags (a crash right after creation can leave it untagged).
+        tagged: bool,
+        /// Public access blocked.
+        private: bool,
+        /// Default encryption on.
+        encrypted: bool,
+        /// Policy denying requests without TLS.
+        tls_only: bool,
+    },
+    /// Private hosted zone.
     HostedZone {
         /// Zone name.
         zone: String,
+        /// Associated with the lab's VPC.
+        vpc_associated: bool,
     },
     /// EC2 instance.
     Instance {
+        /// Instance type.
+        instance_type: String,
+        /// Image reference (`ubuntu-24.04`, `ami-…`, or a parameter path).
+        image: String,
         /// Role (security group).
         role: String,
         /// Subnet name.
         subnet: String,
-        /// Instance type.
-        instance_type: String,
-        /// Image reference, resolved to an AMI at plan time.
-        image: String,
-        /// Services to run.
-        services: Vec<String>,
-        /// Whether it gets a public IPv4 address.
+        /// Public IPv4 address on launch.
         public_ip: bool,
+        /// Instance profile name.
+        profile: String,
+        /// IMDSv2 required.
+        imdsv2: bool,
+        /// Running (a stopped instance is started again, not replaced).
+        running: bool,
+        /// Services in the user-data, sorted.
+        services: Vec<String>,
         /// Minutes until it stops itself.
-        #[serde(skip_serializing_if = "Option::is_none")]
         lifetime_minutes: Option<u64>,
+        /// SHA-256 of the user-data (first 16 hex digits).
+        user_data: String,
     },
     /// A record pointing at an instance's private IPv4 address.
     DnsRecord {
@@ -250,93 +315,129 @@ pub enum Spec {
         fqdn: String,
         /// TTL in seconds.
         ttl: u32,
-        /// Instance name.
-        instance: String,
+        /// `instance/<name>`, or the address when it matches no instance.
+        target: String,
     },
 }
 
 impl Spec {
-    /// The attributes worth showing, as `(name, value)` pairs.
+    /// The attributes as `(name, value)` pairs: shown by `graph` and `plan`, and
+    /// compared one by one to find what changed.
     pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        let list = |p: &[Permission]| {
+            if p.is_empty() {
+                "none".to_owned()
+            } else {
+                p.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
         match self {
-            Spec::Vpc { cidr } => vec![("cidr", cidr.to_string())],
+            Spec::Vpc { cidr, dns } => vec![("cidr", cidr.to_string()), ("dns", dns.to_string())],
             Spec::Subnet { cidr, public } => {
                 vec![("cidr", cidr.to_string()), ("public", public.to_string())]
             }
-            Spec::InternetGateway => vec![],
-            Spec::RouteTable { subnets } => vec![
-                ("route", "0.0.0.0/0 via igw".into()),
+            Spec::InternetGateway { attached } => vec![("attached", attached.to_string())],
+            Spec::RouteTable {
+                internet_route,
+                subnets,
+            } => vec![
+                ("internet_route", internet_route.to_string()),
                 ("subnets", subnets.join(", ")),
             ],
             Spec::SecurityGroup { role } => vec![("role", role.clone())],
             Spec::SecurityGroupRules {
                 ingress, egress, ..
-            } => {
-                let list = |p: &[Permission]| {
-                    if p.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        p.iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    }
-                };
-                vec![
-                    ("ingress", list(ingress)),
-                    ("egress", egress.as_deref().map_or("all".to_owned(), list)),
-                ]
-            }
+            } => vec![("ingress", list(ingress)), ("egress", list(egress))],
             Spec::IamRole {
                 managed_policies,
-                bucket,
+                inline_policy_bucket,
             } => vec![
                 ("managed_policies", managed_policies.join(", ")),
-                ("inline_policy", format!("s3 read/write on {bucket}")),
+                (
+                    "inline_policy",
+                    inline_policy_bucket
+                        .as_ref()
+                        .map_or("none".to_owned(), |b| format!("read/write {b}")),
+                ),
             ],
             Spec::InstanceProfile { role } => vec![("role", role.clone())],
-            Spec::Bucket => vec![(
-                "settings",
-                "public access blocked, SSE-S3 encryption, TLS only".into(),
-            )],
-            Spec::HostedZone { zone } => vec![("zone", zone.clone()), ("private", "true".into())],
+            Spec::Bucket {
+                tagged,
+                private,
+                encrypted,
+                tls_only,
+            } => vec![
+                ("tagged", tagged.to_string()),
+                ("private", private.to_string()),
+                ("encrypted", encrypted.to_string()),
+                ("tls_only", tls_only.to_string()),
+            ],
+            Spec::HostedZone {
+                zone,
+                vpc_associated,
+            } => vec![
+                ("zone", zone.clone()),
+                ("vpc_associated", vpc_associated.to_string()),
+            ],
             Spec::Instance {
-                role,
-                subnet,
                 instance_type,
                 image,
-                services,
+                role,
+                subnet,
                 public_ip,
+                profile,
+                imdsv2,
+                running,
+                services,
                 lifetime_minutes,
-            } => {
-                let mut v = vec![
-                    ("type", instance_type.clone()),
-                    ("image", image.clone()),
-                    ("role", role.clone()),
-                    ("subnet", subnet.clone()),
-                    ("public_ip", public_ip.to_string()),
-                ];
-                if !services.is_empty() {
-                    v.push(("services", services.join(", ")));
-                }
-                if let Some(m) = lifetime_minutes {
-                    v.push((
-                        "lifetime",
-                        crate::topology::Lifetime(std::time::Duration::from_secs(m * 60))
-                            .to_string(),
-                    ));
-                }
-                v
-            }
-            Spec::DnsRecord {
-                fqdn,
-                ttl,
-                instance,
+                user_data,
             } => vec![
+                ("type", instance_type.clone()),
+                ("image", image.clone()),
+                ("role", role.clone()),
+                ("subnet", subnet.clone()),
+                ("public_ip", public_ip.to_string()),
+                ("profile", profile.clone()),
+                ("imdsv2", imdsv2.to_string()),
+                ("running", running.to_string()),
+                (
+                    "services",
+                    if services.is_empty() {
+                        "none".into()
+                    } else {
+                        services.join(", ")
+                    },
+                ),
+                (
+                    "lifetime",
+                    lifetime_minutes.map_or("none".into(), |m| {
+                        crate::topology::Lifetime(std::time::Duration::from_secs(m * 60))
+                            .to_string()
+                    }),
+                ),
+                ("user_data", user_data.clone()),
+            ],
+            Spec::DnsRecord { fqdn, ttl, target } => vec![
                 ("record", format!("{fqdn} A")),
                 ("ttl", ttl.to_string()),
-                ("target", format!("instance/{instance} private IPv4")),
+                ("target", target.clone()),
             ],
+        }
+    }
+
+    /// Attributes that cannot change in place: a difference in one replaces the resource.
+    pub fn forces_replacement(&self, attribute: &str) -> bool {
+        match self {
+            Spec::Vpc { .. } | Spec::Subnet { .. } => attribute == "cidr",
+            Spec::HostedZone { .. } => attribute == "zone",
+            Spec::Instance { .. } => matches!(
+                attribute,
+                "image" | "subnet" | "public_ip" | "services" | "lifetime" | "user_data"
+            ),
+            _ => false,
         }
     }
 }
@@ -359,6 +460,9 @@ pub struct Desired {
     pub lab: String,
     /// Resources, each after everything it depends on.
     pub resources: Vec<Resource>,
+    /// Each instance's rendered user-data (its digest is in the instance's spec).
+    #[serde(skip)]
+    pub user_data: std::collections::BTreeMap<String, String>,
 }
 
 impl Desired {
@@ -423,6 +527,7 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
     let named = |suffix: &str| format!("{lab}-{suffix}");
     let vpc = Address::single(Kind::Vpc);
     let mut out: Vec<Resource> = Vec::new();
+    let mut user_data_of = std::collections::BTreeMap::new();
     let mut push = |address: Address, name: String, spec: Spec, depends_on: Vec<Address>| {
         out.push(Resource {
             address,
@@ -432,80 +537,73 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
         });
     };
 
+    let cidr = t.network.cidr.value;
     push(
         vpc.clone(),
         lab.clone(),
-        Spec::Vpc {
-            cidr: t.network.cidr.value,
-        },
+        Spec::Vpc { cidr, dns: true },
         vec![],
     );
     for s in &t.network.subnets {
-        push(
-            Address::new(Kind::Subnet, &s.name.value),
-            named(&s.name.value),
-            Spec::Subnet {
-                cidr: s.cidr.value,
-                public: s.public,
-            },
-            vec![vpc.clone()],
-        );
+        let spec = Spec::Subnet {
+            cidr: s.cidr.value,
+            public: s.public,
+        };
+        let address = Address::new(Kind::Subnet, &s.name.value);
+        push(address, named(&s.name.value), spec, vec![vpc.clone()]);
     }
-    let public: Vec<String> = t
+    let mut public: Vec<String> = t
         .network
         .subnets
         .iter()
         .filter(|s| s.public)
         .map(|s| s.name.value.clone())
         .collect();
+    public.sort();
     let route_table = Address::new(Kind::RouteTable, "public");
     if !public.is_empty() {
         let igw = Address::single(Kind::InternetGateway);
-        push(
-            igw.clone(),
-            lab.clone(),
-            Spec::InternetGateway,
-            vec![vpc.clone()],
-        );
+        let spec = Spec::InternetGateway { attached: true };
+        push(igw.clone(), lab.clone(), spec, vec![vpc.clone()]);
         let mut deps = vec![vpc.clone(), igw];
         deps.extend(public.iter().map(|s| Address::new(Kind::Subnet, s)));
-        push(
-            route_table.clone(),
-            named("public"),
-            Spec::RouteTable {
-                subnets: public.clone(),
-            },
-            deps,
-        );
+        let spec = Spec::RouteTable {
+            internet_route: true,
+            subnets: public.clone(),
+        };
+        push(route_table.clone(), named("public"), spec, deps);
     }
     for role in &t.roles {
-        push(
-            Address::new(Kind::SecurityGroup, &role.name.value),
-            named(&role.name.value),
-            Spec::SecurityGroup {
-                role: role.name.value.clone(),
-            },
-            vec![vpc.clone()],
-        );
+        let spec = Spec::SecurityGroup {
+            role: role.name.value.clone(),
+        };
+        let address = Address::new(Kind::SecurityGroup, &role.name.value);
+        push(address, named(&role.name.value), spec, vec![vpc.clone()]);
     }
     for role in &t.roles {
         let ingress = permissions(&role.ingress, ctx);
-        let egress = role.egress.as_ref().map(|rules| permissions(rules, ctx));
+        // No `egress` in the file keeps AWS's default: everything, anywhere.
+        let egress = match &role.egress {
+            Some(rules) => permissions(rules, ctx),
+            None => vec![Permission::all_outbound()],
+        };
         let mut deps: BTreeSet<Address> = BTreeSet::new();
         deps.insert(Address::new(Kind::SecurityGroup, &role.name.value));
-        for p in ingress.iter().chain(egress.iter().flatten()) {
+        for p in ingress.iter().chain(&egress) {
             if let PermissionPeer::Role(r) = &p.peer {
                 deps.insert(Address::new(Kind::SecurityGroup, r));
             }
         }
+        let spec = Spec::SecurityGroupRules {
+            role: role.name.value.clone(),
+            ingress,
+            egress,
+        };
+        let address = Address::new(Kind::SecurityGroupRules, &role.name.value);
         push(
-            Address::new(Kind::SecurityGroupRules, &role.name.value),
+            address,
             named(&role.name.value),
-            Spec::SecurityGroupRules {
-                role: role.name.value.clone(),
-                ingress,
-                egress,
-            },
+            spec,
             deps.into_iter().collect(),
         );
     }
@@ -520,37 +618,36 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
         .map(|p| managed_policy_arn(&p.value))
         .collect();
     policies.sort();
-    push(
-        iam_role.clone(),
-        role_name.clone(),
-        Spec::IamRole {
-            managed_policies: policies,
-            bucket: bucket.clone(),
-        },
-        vec![],
-    );
+    let spec = Spec::IamRole {
+        managed_policies: policies,
+        inline_policy_bucket: Some(bucket.clone()),
+    };
+    push(iam_role.clone(), role_name.clone(), spec, vec![]);
     let profile = Address::single(Kind::InstanceProfile);
-    push(
-        profile.clone(),
-        role_name.clone(),
-        Spec::InstanceProfile { role: role_name },
-        vec![iam_role],
-    );
+    let spec = Spec::InstanceProfile {
+        role: role_name.clone(),
+    };
+    push(profile.clone(), role_name.clone(), spec, vec![iam_role]);
     let bucket_addr = Address::new(Kind::Bucket, "captures");
-    push(bucket_addr.clone(), bucket, Spec::Bucket, vec![]);
+    let spec = Spec::Bucket {
+        tagged: true,
+        private: true,
+        encrypted: true,
+        tls_only: true,
+    };
+    push(bucket_addr.clone(), bucket, spec, vec![]);
     let zone = t.dns.as_ref().map(|dns| {
         let addr = Address::single(Kind::HostedZone);
-        push(
-            addr.clone(),
-            dns.zone.value.clone(),
-            Spec::HostedZone {
-                zone: dns.zone.value.clone(),
-            },
-            vec![vpc.clone()],
-        );
-        (addr, dns)
+        let zone = dns.zone.value.trim_end_matches('.').to_owned();
+        let spec = Spec::HostedZone {
+            zone: zone.clone(),
+            vpc_associated: true,
+        };
+        push(addr.clone(), zone.clone(), spec, vec![vpc.clone()]);
+        (addr, zone, dns.ttl.value)
     });
     let first_subnet = t.network.subnets.first().map(|s| &s.name.value);
+    let lifetime = t.lifetime.as_ref().map(|l| l.value.0.as_secs() / 60);
     for inst in &t.instances {
         let subnet = inst
             .subnet
@@ -560,8 +657,16 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
             .cloned()
             .unwrap_or_default();
         let public_ip = public.contains(&subnet);
-        let mut services: Vec<Service> = inst.services.iter().map(|s| s.value).collect();
+        // Sorted as text: that is how they read back from the instance's tag.
+        let mut services: Vec<String> = inst
+            .services
+            .iter()
+            .map(|s| s.value.as_str().to_owned())
+            .collect();
         services.sort();
+        // The reference, not the AMI it resolves to today: a new Ubuntu build must
+        // not replace running instances; changing the reference does.
+        let image = inst.image.value.to_string();
         for name in inst.expanded_names() {
             let addr = Address::new(Kind::Instance, &name);
             let mut deps = vec![
@@ -574,43 +679,46 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
             if public_ip {
                 deps.push(route_table.clone());
             }
-            push(
-                addr.clone(),
-                named(&name),
-                Spec::Instance {
-                    role: inst.role.value.clone(),
-                    subnet: subnet.clone(),
-                    instance_type: inst.instance_type.value.clone(),
-                    image: image_ref(&inst.image.value),
-                    services: services.iter().map(|s| s.as_str().to_owned()).collect(),
-                    public_ip,
-                    lifetime_minutes: t.lifetime.as_ref().map(|l| l.value.0.as_secs() / 60),
-                },
-                deps,
-            );
-            if let Some((zone_addr, dns)) = &zone {
-                let fqdn = format!("{name}.{}", dns.zone.value.trim_end_matches('.'));
-                push(
-                    Address::new(Kind::DnsRecord, &name),
-                    fqdn.clone(),
-                    Spec::DnsRecord {
-                        fqdn,
-                        ttl: dns.ttl.value,
-                        instance: name.clone(),
-                    },
-                    vec![zone_addr.clone(), addr],
-                );
+            let user_data = crate::userdata::render(&UserDataInput {
+                lab: &lab,
+                instance: &name,
+                role: &inst.role.value,
+                zone: zone.as_ref().map(|(_, z, _)| z.as_str()),
+                services: &services,
+                lifetime_minutes: lifetime,
+            });
+            let spec = Spec::Instance {
+                instance_type: inst.instance_type.value.clone(),
+                image: image.clone(),
+                role: inst.role.value.clone(),
+                subnet: subnet.clone(),
+                public_ip,
+                profile: role_name.clone(),
+                imdsv2: true,
+                running: true,
+                services: services.clone(),
+                lifetime_minutes: lifetime,
+                user_data: crate::userdata::digest(&user_data),
+            };
+            user_data_of.insert(name.clone(), user_data);
+            push(addr.clone(), named(&name), spec, deps);
+            if let Some((zone_addr, zone, ttl)) = &zone {
+                let fqdn = format!("{name}.{zone}");
+                let spec = Spec::DnsRecord {
+                    fqdn: fqdn.clone(),
+                    ttl: *ttl,
+                    target: format!("instance/{name}"),
+                };
+                let address = Address::new(Kind::DnsRecord, &name);
+                push(address, fqdn, spec, vec![zone_addr.clone(), addr]);
             }
         }
     }
     Desired {
         lab,
         resources: out,
+        user_data: user_data_of,
     }
-}
-
-fn image_ref(image: &Image) -> String {
-    image.to_string()
 }
 
 /// Flattens rules into sorted, de-duplicated permissions.
@@ -665,6 +773,17 @@ mod tests {
             my_ip: None,
         };
         expand(&t, &ctx)
+    }
+
+    #[test]
+    fn addresses_round_trip_through_their_tag() {
+        for a in [
+            Address::single(Kind::Vpc),
+            Address::new(Kind::Instance, "client-2"),
+        ] {
+            assert_eq!(Address::parse(&a.to_string()), Some(a));
+        }
+        assert_eq!(Address::parse("nonsense/x"), None);
     }
 
     #[test]
@@ -745,7 +864,7 @@ mod tests {
                 .iter()
                 .all(|p| p.peer == PermissionPeer::Role("client".into()))
         );
-        assert_eq!(egress, &None);
+        assert_eq!(egress, &[Permission::all_outbound()]);
     }
 
     #[test]

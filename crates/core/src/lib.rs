@@ -10,8 +10,10 @@ pub mod decode;
 pub mod desired;
 pub mod diag;
 pub mod graph;
+pub mod plan;
 pub mod schema;
 pub mod topology;
+pub mod userdata;
 pub mod validate;
 pub mod yaml;
 

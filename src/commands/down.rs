@@ -1,0 +1,55 @@
+//! `labctl down`: delete everything the lab owns, and prove nothing is left.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use labctl_core::plan::{self, schedule};
+
+use super::{confirm, guard_captures};
+use crate::aws::apply::{self, Inputs};
+use crate::cli::{DownArgs, GlobalArgs};
+use crate::lab::Lab;
+use crate::printer::{Printer, StepProgress};
+
+pub async fn run(
+    global: &GlobalArgs,
+    args: &DownArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let lab = Lab::prepare(global, printer).await?;
+    let (observed, plan, nothing) = lab.teardown().await?;
+    if plan.is_empty() {
+        printer.success(&format!(
+            "lab `{}` owns nothing in {}",
+            lab.desired.lab, lab.clients.region
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    printer.note(plan::render(&plan).trim_end());
+    confirm(&plan, args.yes, printer)?;
+    guard_captures(&lab.clients, &plan, args.delete_captures).await?;
+    let stages = schedule(&plan, &nothing);
+    let images = Default::default();
+    let inputs = Inputs {
+        lab: &lab.desired.lab,
+        plan: &plan,
+        desired: &nothing,
+        observed: &observed,
+        images: &images,
+    };
+    apply::apply(&lab.clients, &inputs, &stages, &StepProgress::new(printer)).await?;
+    let (left, _, _) = lab.teardown().await?;
+    if !left.resources.is_empty() {
+        let names: Vec<String> = left
+            .resources
+            .iter()
+            .map(|r| format!("{} ({})", r.address, r.id))
+            .collect();
+        bail!(
+            "still owned by the lab after deleting: {}",
+            names.join(", ")
+        );
+    }
+    printer.success(&format!("lab `{}` is gone", lab.desired.lab));
+    Ok(ExitCode::SUCCESS)
+}

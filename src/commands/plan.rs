@@ -1,0 +1,34 @@
+//! `labctl plan`: what `up` would change, without changing anything.
+
+use std::process::ExitCode;
+
+use crate::cli::{GlobalArgs, PlanArgs};
+use crate::lab::Lab;
+use crate::printer::Printer;
+
+pub async fn run(
+    global: &GlobalArgs,
+    args: &PlanArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let lab = Lab::prepare(global, printer).await?;
+    let (_, plan) = lab.plan().await?;
+    // Resolving images now surfaces a missing AMI before `up`, not halfway through it.
+    let images = lab.images_for(&plan).await?;
+    if args.json {
+        printer.json(&plan)?;
+    } else {
+        for (reference, ami) in images.iter().filter(|(r, a)| **r != a.id) {
+            printer.note(&format!(
+                "image {reference} is {} in {}",
+                ami.id, lab.clients.region
+            ));
+        }
+        printer.result(labctl_core::plan::render(&plan).trim_end());
+    }
+    Ok(if args.detailed_exitcode && !plan.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

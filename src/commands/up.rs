@@ -1,0 +1,51 @@
+//! `labctl up`: make AWS match the topology, prove it did, and print the outputs.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use labctl_core::plan::{self, schedule};
+
+use super::{confirm, guard_captures, status};
+use crate::aws::apply::{self, Inputs};
+use crate::cli::{GlobalArgs, UpArgs};
+use crate::lab::Lab;
+use crate::printer::{Printer, StepProgress};
+
+pub async fn run(
+    global: &GlobalArgs,
+    args: &UpArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let lab = Lab::prepare(global, printer).await?;
+    let (observed, plan) = lab.plan().await?;
+    if plan.is_empty() {
+        printer.note(plan::render(&plan).trim_end());
+    } else {
+        let images = lab.images_for(&plan).await?;
+        printer.note(plan::render(&plan).trim_end());
+        confirm(&plan, args.yes, printer)?;
+        guard_captures(&lab.clients, &plan, args.delete_captures).await?;
+        let stages = schedule(&plan, &lab.desired);
+        let inputs = Inputs {
+            lab: &lab.desired.lab,
+            plan: &plan,
+            desired: &lab.desired,
+            observed: &observed,
+            images: &images,
+        };
+        apply::apply(&lab.clients, &inputs, &stages, &StepProgress::new(printer)).await?;
+        // Proof, not hope: observe again; anything left to do is a failure.
+        let (_, after) = lab.plan().await?;
+        if !after.is_empty() {
+            bail!(
+                "AWS still differs from the topology after applying:\n{}",
+                plan::render(&after).trim_end()
+            );
+        }
+        printer.success(&format!("lab `{}` is up", lab.desired.lab));
+    }
+    let observed = lab.observe().await?;
+    status::print(&lab.desired.lab, &observed, args.json, printer)?;
+    printer.note("Take it down with `labctl down`.");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,140 @@
+//! The pipeline every lab command shares: topology → AWS session → desired state →
+//! observed state → plan.
+//!
+//! Commands differ only in what they do with the plan; this module makes sure they all
+//! build it the same way, and that nothing touches AWS before the topology is valid.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use anyhow::{Context as _, anyhow};
+use labctl_core::desired::{bucket_name, iam_role_name};
+use labctl_core::plan::{self, Action, Observed, Plan};
+use labctl_core::topology::{Image, Peer};
+use labctl_core::{Context, Desired, Kind, Spec, Topology, expand};
+
+use crate::aws::images::{self, Ami};
+use crate::aws::observe::{self, Expected};
+use crate::aws::{self, Clients, explain};
+use crate::cli::GlobalArgs;
+use crate::printer::Printer;
+use crate::{myip, topology_file};
+
+/// A lab ready to be planned or applied.
+pub struct Lab {
+    pub topology: Topology,
+    pub clients: Clients,
+    pub desired: Desired,
+    pub account: String,
+}
+
+impl Lab {
+    /// Loads and validates the topology, connects, and computes the desired state.
+    pub async fn prepare(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<Self> {
+        let topology = topology_file::load(&global.file, printer)?;
+        let region = topology.region.as_ref().map(|r| r.value.as_str());
+        let session = aws::connect(global, region).await?;
+        let sts_name = session.service("STS");
+        let clients = Clients::new(&session);
+        let identity = clients
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| anyhow!(explain(&sts_name, &e)))?;
+        let account = identity.account().unwrap_or_default().to_owned();
+        let my_ip = my_ip(&topology, global.my_ip).await?;
+        let ctx = Context {
+            account: Some(account.clone()),
+            region: Some(clients.region.clone()),
+            my_ip,
+        };
+        let desired = expand(&topology, &ctx);
+        Ok(Self {
+            topology,
+            clients,
+            desired,
+            account,
+        })
+    }
+
+    /// What the lab owns now.
+    pub async fn observe(&self) -> anyhow::Result<Observed> {
+        let role = iam_role_name(&self.topology);
+        let bucket = bucket_name(
+            &self.topology,
+            &Context {
+                account: Some(self.account.clone()),
+                region: Some(self.clients.region.clone()),
+                my_ip: None,
+            },
+        );
+        observe::observe(
+            &self.clients,
+            &Expected {
+                lab: &self.desired.lab,
+                iam_role: Some(&role),
+                bucket: Some(&bucket),
+            },
+        )
+        .await
+        .context("cannot read the lab's state from AWS")
+    }
+
+    /// The plan that makes AWS match the topology.
+    pub async fn plan(&self) -> anyhow::Result<(Observed, Plan)> {
+        let observed = self.observe().await?;
+        let plan = plan::diff(&self.desired, &observed);
+        Ok((observed, plan))
+    }
+
+    /// The plan that deletes everything the lab owns.
+    pub async fn teardown(&self) -> anyhow::Result<(Observed, Plan, Desired)> {
+        let observed = self.observe().await?;
+        let nothing = Desired {
+            lab: self.desired.lab.clone(),
+            resources: Vec::new(),
+            user_data: BTreeMap::new(),
+        };
+        let plan = plan::diff(&nothing, &observed);
+        Ok((observed, plan, nothing))
+    }
+
+    /// AMIs for the instances the plan launches (none resolved otherwise).
+    pub async fn images_for(&self, plan: &Plan) -> anyhow::Result<BTreeMap<String, Ami>> {
+        let launching: Vec<&str> = plan
+            .changes
+            .iter()
+            .filter(|c| {
+                c.address.kind == Kind::Instance
+                    && matches!(c.action, Action::Create | Action::Replace)
+            })
+            .filter_map(|c| match &c.desired {
+                Some(Spec::Instance { image, .. }) => Some(image.as_str()),
+                _ => None,
+            })
+            .collect();
+        let refs: Vec<Image> = self
+            .topology
+            .instances
+            .iter()
+            .map(|i| i.image.value.clone())
+            .filter(|i| launching.contains(&i.to_string().as_str()))
+            .collect();
+        images::resolve(&self.clients, &refs).await
+    }
+}
+
+async fn my_ip(topology: &Topology, given: Option<Ipv4Addr>) -> anyhow::Result<Option<Ipv4Addr>> {
+    let used = topology.roles.iter().any(|r| {
+        r.ingress
+            .iter()
+            .chain(r.egress.iter().flatten())
+            .any(|rule| rule.peers.iter().any(|p| p.value == Peer::MyIp))
+    });
+    match (used, given) {
+        (false, _) => Ok(None),
+        (true, Some(ip)) => Ok(Some(ip)),
+        (true, None) => myip::lookup().await.map(Some),
+    }
+}
