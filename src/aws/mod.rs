@@ -62,9 +62,12 @@ pub async fn connect(
     topology_region: Option<&str>,
 ) -> anyhow::Result<Session> {
     let region = choose_region(global.region.as_deref(), topology_region)?;
-    // Throttling is retried by the SDK itself, with more patience than its default.
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(6));
+    // Throttling is retried by the SDK itself, a little more patiently than by
+    // default, without making an unreachable endpoint wait long to be reported.
+    let retry = RetryConfig::standard()
+        .with_max_attempts(4)
+        .with_max_backoff(std::time::Duration::from_secs(5));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
     if let Some(profile) = &global.profile {
         loader = loader.profile_name(profile);
     }

@@ -178,6 +178,13 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
         },
     )?;
 
+    // The tag filter narrows the listing; ownership is still checked on every item.
+    let owned = |tags: &[Tag]| tag(tags, TAG_LAB) == Some(lab);
+    let vpcs: Vec<_> = vpcs.into_iter().filter(|x| owned(x.tags())).collect();
+    let subnets: Vec<_> = subnets.into_iter().filter(|x| owned(x.tags())).collect();
+    let igws: Vec<_> = igws.into_iter().filter(|x| owned(x.tags())).collect();
+    let tables: Vec<_> = tables.into_iter().filter(|x| owned(x.tags())).collect();
+    let groups: Vec<_> = groups.into_iter().filter(|x| owned(x.tags())).collect();
     let mut out = Vec::new();
     let mut vpc_id = None;
     for vpc in &vpcs {
@@ -328,7 +335,7 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
 
     let mut private_ips = BTreeMap::new();
     for r in &reservations {
-        for i in r.instances() {
+        for i in r.instances().iter().filter(|i| owned(i.tags())) {
             let id = i.instance_id().unwrap_or_default();
             let tags = i.tags();
             let address = address_of(tags, Kind::Instance);
@@ -490,6 +497,10 @@ async fn observe_iam(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
         .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(aws("IAM ListInstanceProfiles"))?;
+    // Ownership is checked here, not left to the server's filter: some endpoints
+    // ignore PathPrefix and list everything.
+    let roles: Vec<_> = roles.into_iter().filter(|r| r.path() == path).collect();
+    let profiles: Vec<_> = profiles.into_iter().filter(|p| p.path() == path).collect();
     let mut out = Vec::new();
     for role in &roles {
         let name = role.role_name();

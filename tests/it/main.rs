@@ -6,3 +6,4 @@
 mod cli;
 mod harness;
 mod localstack;
+mod reconcile;

@@ -172,6 +172,7 @@ fn bound_to(child: Kind, parent: Kind) -> bool {
                 | Kind::HostedZone
         ) | (Kind::Subnet, Kind::Instance)
             | (Kind::SecurityGroup, Kind::SecurityGroupRules)
+            | (Kind::HostedZone, Kind::DnsRecord)
     )
 }
 
@@ -320,30 +321,34 @@ fn cascade(
             .collect();
         let mut changed = false;
         for want in &desired.resources {
-            let Some(parent) = want.depends_on.iter().find(|d| renewed.contains(d)) else {
-                continue;
-            };
             let Some(have) = observed.get(&want.address) else {
                 continue; // created anyway
             };
-            let replaced_parent = changes
-                .iter()
-                .any(|c| &c.address == parent && c.action == Action::Replace);
-            let action = if replaced_parent && bound_to(want.address.kind, parent.kind) {
-                Action::Replace
-            } else if refreshes(want.address.kind, parent.kind) {
-                Action::Update
-            } else {
+            // The strongest consequence over every renewed dependency.
+            let mut consequence: Option<(Action, String)> = None;
+            for parent in want.depends_on.iter().filter(|d| renewed.contains(d)) {
+                let replaced_parent = changes
+                    .iter()
+                    .any(|c| &c.address == parent && c.action == Action::Replace);
+                let action = if replaced_parent && bound_to(want.address.kind, parent.kind) {
+                    Action::Replace
+                } else if refreshes(want.address.kind, parent.kind) {
+                    Action::Update
+                } else {
+                    continue;
+                };
+                if consequence.as_ref().is_none_or(|(a, _)| action > *a) {
+                    let how = if replaced_parent {
+                        "replaced"
+                    } else {
+                        "created"
+                    };
+                    consequence = Some((action, format!("{parent} is {how}")));
+                }
+            }
+            let Some((action, reason)) = consequence else {
                 continue;
             };
-            let reason = format!(
-                "{parent} is {}",
-                if replaced_parent {
-                    "replaced"
-                } else {
-                    "created"
-                }
-            );
             match changes.iter_mut().find(|c| c.address == want.address) {
                 Some(c) if c.action >= action => {}
                 Some(c) => {
