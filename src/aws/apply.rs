@@ -364,7 +364,7 @@ impl<'a> Applier<'a> {
                     gone_or_exists(
                         iam.create_instance_profile()
                             .instance_profile_name(name)
-                            .path(iam_path(self.inputs.lab))
+                            .path(iam_path(self.inputs.lab, &self.c.region))
                             .tags(iam_tag(TAG_LAB, self.inputs.lab))
                             .tags(iam_tag(TAG_ADDRESS, &a.to_string()))
                             .send()
@@ -602,7 +602,7 @@ impl<'a> Applier<'a> {
                 .iam
                 .create_role()
                 .role_name(name)
-                .path(iam_path(self.inputs.lab))
+                .path(iam_path(self.inputs.lab, &self.c.region))
                 .assume_role_policy_document(trust.to_string())
                 .description(format!("Instances of labctl lab {}", self.inputs.lab))
                 .tags(iam_tag(TAG_LAB, self.inputs.lab))

@@ -31,9 +31,11 @@ pub const TAG_PUBLIC_IP: &str = "labctl:public-ip";
 /// The inline policy that grants the instances their bucket.
 pub const INLINE_POLICY: &str = "labctl-bucket";
 
-/// The IAM path that marks a lab's roles and instance profiles.
-pub fn iam_path(lab: &str) -> String {
-    format!("/labctl/{lab}/")
+/// The IAM path that marks a lab's roles and instance profiles. IAM is global; the
+/// region in the path keeps a same-named lab in another region from adopting them
+/// (it gets a clear name clash instead).
+pub fn iam_path(lab: &str, region: &str) -> String {
+    format!("/labctl/{lab}/{region}/")
 }
 
 /// The prefix of the lab's hosted zone caller references.
@@ -476,7 +478,7 @@ pub fn permissions(perms: &[IpPermission], roles: &BTreeMap<String, String>) -> 
 }
 
 async fn observe_iam(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec<Found>> {
-    let path = iam_path(expected.lab);
+    let path = iam_path(expected.lab, &c.region);
     let roles = c
         .iam
         .list_roles()

@@ -148,7 +148,7 @@ async fn owned_count(lab: &str) -> usize {
     let running = instances(lab).await.len();
     // LocalStack ignores PathPrefix: compare paths here.
     let iam = aws_sdk_iam::Client::new(&config);
-    let path = format!("/labctl/{lab}/");
+    let path = format!("/labctl/{lab}/{REGION}/");
     let roles = iam
         .list_roles()
         .send()
@@ -313,7 +313,7 @@ async fn up_builds_the_default_lab_as_specified_and_down_removes_it() {
         .expect("role");
     assert_eq!(
         role.role().map(|r| r.path()),
-        Some(format!("/labctl/{lab}/").as_str())
+        Some(format!("/labctl/{lab}/{REGION}/").as_str())
     );
     let attached = iam
         .list_attached_role_policies()
@@ -535,6 +535,18 @@ async fn drift_is_detected_by_plan_and_repaired_by_up() {
         .send()
         .await
         .expect("terminate");
+    // A stopped instance (the lifetime guard does this) is started again, not replaced.
+    let sleeper = instances(&lab)
+        .await
+        .into_iter()
+        .find(|i| tag(i.tags(), "labctl:address").as_deref() == Some("instance/client-1"))
+        .expect("client-1");
+    let sleeper_id = sleeper.instance_id().expect("id").to_owned();
+    ec2.stop_instances()
+        .instance_ids(&sleeper_id)
+        .send()
+        .await
+        .expect("stop");
     let config = sdk_config(REGION).await;
     let r53 = aws_sdk_route53::Client::new(&config);
     let vpc = ec2
@@ -595,6 +607,12 @@ async fn drift_is_detected_by_plan_and_repaired_by_up() {
             plan.contains("~ dns-record/client-2"),
             "the record follows the new instance: {plan}"
         );
+        assert!(plan.contains("~ instance/client-1"), "{plan}");
+        assert!(plan.contains("running: false -> true"), "{plan}");
+        assert!(
+            !plan.contains("-/+ instance/client-1"),
+            "a stopped instance is not replaced: {plan}"
+        );
         ok(&sb, &["up", "--yes"]);
         assert_eq!(plan_code(&sb).0, 0, "up repaired the drift");
     });
@@ -609,6 +627,26 @@ async fn drift_is_detected_by_plan_and_repaired_by_up() {
         .iter()
         .any(|p| !p.ip_ranges().is_empty());
     assert!(!world, "the out-of-band SSH rule is gone");
+    let woken = ec2
+        .describe_instances()
+        .instance_ids(&sleeper_id)
+        .send()
+        .await
+        .expect("describe");
+    let state = woken.reservations()[0].instances()[0]
+        .state()
+        .and_then(|s| s.name())
+        .cloned();
+    assert!(
+        matches!(
+            state,
+            Some(
+                aws_sdk_ec2::types::InstanceStateName::Running
+                    | aws_sdk_ec2::types::InstanceStateName::Pending
+            )
+        ),
+        "the same instance runs again: {state:?}"
+    );
     tokio::task::block_in_place(|| ok(&sb, &["down", "--yes"]));
 }
 
