@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, anyhow};
-use labctl_core::desired::{bucket_name, iam_role_name};
 use labctl_core::plan::{self, Action, Observed, Plan};
 use labctl_core::topology::{Image, Peer};
 use labctl_core::{Context, Desired, Kind, Spec, Topology, expand};
@@ -25,7 +24,6 @@ pub struct Lab {
     pub topology: Topology,
     pub clients: Clients,
     pub desired: Desired,
-    pub account: String,
 }
 
 impl Lab {
@@ -42,10 +40,10 @@ impl Lab {
             .send()
             .await
             .map_err(|e| anyhow!(explain(&sts_name, &e)))?;
-        let account = identity.account().unwrap_or_default().to_owned();
+        let account = identity.account().map(str::to_owned);
         let my_ip = my_ip(&topology, global.my_ip).await?;
         let ctx = Context {
-            account: Some(account.clone()),
+            account,
             region: Some(clients.region.clone()),
             my_ip,
         };
@@ -54,27 +52,25 @@ impl Lab {
             topology,
             clients,
             desired,
-            account,
         })
     }
 
     /// What the lab owns now.
     pub async fn observe(&self) -> anyhow::Result<Observed> {
-        let role = iam_role_name(&self.topology);
-        let bucket = bucket_name(
-            &self.topology,
-            &Context {
-                account: Some(self.account.clone()),
-                region: Some(self.clients.region.clone()),
-                my_ip: None,
-            },
-        );
+        // The names the lab claims, as the desired state spells them.
+        let name_of = |kind| {
+            self.desired
+                .resources
+                .iter()
+                .find(|r| r.address.kind == kind)
+                .map(|r| r.name.as_str())
+        };
         observe::observe(
             &self.clients,
             &Expected {
                 lab: &self.desired.lab,
-                iam_role: Some(&role),
-                bucket: Some(&bucket),
+                iam_role: name_of(Kind::IamRole),
+                bucket: name_of(Kind::Bucket),
             },
         )
         .await

@@ -197,12 +197,48 @@ where
     let context = context.into();
     move |err| AwsError {
         code: err.code().map(str::to_owned),
-        message: explain_short(&err),
+        message: match classify(&err) {
+            Failure::Rejected(m) => {
+                format!("the credentials were rejected ({m}); {CREDENTIALS_HINT}")
+            }
+            Failure::Unreachable(m) => format!("cannot reach the service: {m}"),
+            Failure::Answered(m) | Failure::Other(m) => m,
+        },
         context,
     }
 }
 
-fn explain_short<E, R>(err: &SdkError<E, R>) -> String
+/// One line that says what went wrong with a call to `service`, without SDK noise.
+pub fn explain<E, R>(service: &str, err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match classify(err) {
+        Failure::Rejected(m) => {
+            format!("{service} rejected the credentials ({m}); {CREDENTIALS_HINT}")
+        }
+        Failure::Unreachable(m) => format!("cannot reach {service}: {m}"),
+        Failure::Answered(m) => format!("{service} answered {m}"),
+        Failure::Other(m) => format!("{service} call failed: {m}"),
+    }
+}
+
+const CREDENTIALS_HINT: &str = "check AWS_PROFILE or AWS_ACCESS_KEY_ID";
+
+/// What kind of failure an SDK error is, with its essential text.
+enum Failure {
+    /// The service refused the credentials (`code: message`).
+    Rejected(String),
+    /// No answer: connection or timeout (the innermost cause).
+    Unreachable(String),
+    /// Any other service error (`code: message`).
+    Answered(String),
+    /// The request could not even be built or its answer read.
+    Other(String),
+}
+
+fn classify<E, R>(err: &SdkError<E, R>) -> Failure
 where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
@@ -211,19 +247,17 @@ where
         SdkError::ServiceError(e) => {
             let inner = e.err();
             let code = inner.code().unwrap_or("error");
-            let message = inner.message().unwrap_or("no message");
+            let text = format!("{code}: {}", inner.message().unwrap_or("no message"));
             if is_auth_error(code) {
-                format!(
-                    "the credentials were rejected ({code}: {message}); check AWS_PROFILE or AWS_ACCESS_KEY_ID"
-                )
+                Failure::Rejected(text)
             } else {
-                format!("{code}: {message}")
+                Failure::Answered(text)
             }
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            format!("cannot reach the service: {}", innermost(err))
+            Failure::Unreachable(innermost(err))
         }
-        _ => innermost(err),
+        _ => Failure::Other(innermost(err)),
     }
 }
 
@@ -238,32 +272,6 @@ fn is_auth_error(code: &str) -> bool {
             | "ExpiredToken"
             | "InvalidToken"
     )
-}
-
-/// One line that says what went wrong with an AWS call, without SDK debug noise.
-pub fn explain<E, R>(service: &str, err: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + StdError + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    match err {
-        SdkError::ServiceError(e) => {
-            let inner = e.err();
-            let code = inner.code().unwrap_or("error");
-            let message = inner.message().unwrap_or("no message");
-            if is_auth_error(code) {
-                format!(
-                    "{service} rejected the credentials ({code}: {message}); check AWS_PROFILE or AWS_ACCESS_KEY_ID"
-                )
-            } else {
-                format!("{service} answered {code}: {message}")
-            }
-        }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            format!("cannot reach {service}: {}", innermost(err))
-        }
-        _ => format!("{service} call failed: {}", innermost(err)),
-    }
 }
 
 /// The deepest cause in an error chain: the part that names the real problem.
