@@ -1,10 +1,18 @@
 //! labnet: the lab programs labctl deploys to the instances.
 //!
 //! One binary holds every server and client of the labs, so an instance downloads and
-//! verifies a single file. It carries its version and the git commit it was built from,
-//! which the instance bootstrap reports back.
+//! verifies a single file. The programs speak exactly the bytes of the labs' Python
+//! originals (so either side can be swapped), and then measure what the labs ask
+//! students to observe. Servers log one line per connection and message to stdout,
+//! stop cleanly on SIGTERM, and close a misbehaving connection without disturbing the
+//! others.
 
-use clap::Parser;
+mod common;
+mod console;
+mod framed;
+mod intro;
+
+use clap::{Parser, Subcommand};
 
 /// The lab programs: TCP/UDP servers and clients, RTT and load tools.
 #[derive(Debug, Parser)]
@@ -12,10 +20,70 @@ use clap::Parser;
     name = "labnet",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LABNET_GIT_COMMIT"), ")")
 )]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Cli::parse();
-    eprintln!("labnet: no program given; see `labnet --help`");
-    std::process::exit(1);
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Framed TCP text server (port 1234): answers `Response to message: …`.
+    TcpServer(framed::TcpServerArgs),
+    /// Framed TCP text client.
+    TcpClient(framed::TcpClientArgs),
+    /// Framed UDP server (port 1234), 4096-byte NUL-padded datagrams.
+    UdpServer(framed::UdpServerArgs),
+    /// Framed UDP client.
+    UdpClient(framed::UdpClientArgs),
+    /// Accepts one connection and does not read until told: the zero-window demo.
+    HesitantServer(framed::HesitantServerArgs),
+    /// Sends JSON messages as fast as the receiver allows; reports write timeouts.
+    EagerClient(framed::EagerClientArgs),
+    /// Alphanumeric check server (port 12000).
+    AlnumServer(console::AlnumServerArgs),
+    /// Alphanumeric check client.
+    AlnumClient(console::AlnumClientArgs),
+    /// Echo server for the RTT exercise (port 12001).
+    EchoServer(console::EchoServerArgs),
+    /// Round trips of `42` over one connection: average, min, median, p99, max.
+    Rtt(console::RttArgs),
+    /// Intro line + length-prefixed long message server (port 8080).
+    IntroServer(intro::IntroServerArgs),
+    /// N concurrent clients against intro-server; `--sweep` runs the lab's series.
+    Load(intro::LoadArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    common::raise_fd_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("labnet: cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::TcpServer(a) => framed::run_tcp_server(a).await,
+            Command::TcpClient(a) => framed::run_tcp_client(a).await,
+            Command::UdpServer(a) => framed::run_udp_server(a).await,
+            Command::UdpClient(a) => framed::run_udp_client(a).await,
+            Command::HesitantServer(a) => framed::run_hesitant_server(a).await,
+            Command::EagerClient(a) => framed::run_eager_client(a).await,
+            Command::AlnumServer(a) => console::run_alnum_server(a).await,
+            Command::AlnumClient(a) => console::run_alnum_client(a).await,
+            Command::EchoServer(a) => console::run_echo_server(a).await,
+            Command::Rtt(a) => console::run_rtt(a).await,
+            Command::IntroServer(a) => intro::run_intro_server(a).await,
+            Command::Load(a) => intro::run_load(a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("labnet: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,91 @@
+//! What every lab program shares: listening sockets with the labs' options, clean
+//! shutdown on SIGTERM, and one readable log line per event.
+
+use std::fmt::Display;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use clap::Args;
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Where and how a server listens.
+#[derive(Debug, Clone, Args)]
+pub struct Listen {
+    /// Address to bind.
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub bind: IpAddr,
+    /// Set SO_REUSEADDR (the Python servers do).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub reuse_addr: bool,
+    /// Set SO_REUSEPORT, so several servers can share the port.
+    #[arg(long)]
+    pub reuse_port: bool,
+    /// Listen backlog (the Python originals use 5).
+    #[arg(long, default_value_t = 128)]
+    pub backlog: i32,
+}
+
+impl Listen {
+    /// A TCP listener on `port` with these options.
+    pub fn tcp(&self, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+        let addr = SocketAddr::new(self.bind, port);
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(self.reuse_addr)?;
+        #[cfg(unix)]
+        socket.set_reuse_port(self.reuse_port)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(self.backlog)?;
+        tokio::net::TcpListener::from_std(socket.into())
+    }
+
+    /// A UDP socket on `port` with these options.
+    pub fn udp(&self, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
+        let addr = SocketAddr::new(self.bind, port);
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_address(self.reuse_addr)?;
+        #[cfg(unix)]
+        socket.set_reuse_port(self.reuse_port)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        tokio::net::UdpSocket::from_std(socket.into())
+    }
+}
+
+/// Resolves on SIGTERM (systemd stopping the service) or Ctrl-C.
+pub async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One log line on stdout, flushed at once so `journalctl -u` and tests see it live.
+pub fn log(line: impl Display) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Raises the open-file soft limit to the hard limit: a load test holds one socket per
+/// client, and the usual soft limit of 1024 is below the lab's series.
+pub fn raise_fd_limit() {
+    if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+        let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+}
