@@ -18,8 +18,10 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let lab = Lab::prepare(global, printer).await?;
     let (observed, plan) = lab.plan().await?;
-    if plan.is_empty() {
+    // The state the outputs describe: as found, or as verified after applying.
+    let now = if plan.is_empty() {
         printer.note(plan::render(&plan).trim_end());
+        observed
     } else {
         let images = lab.images_for(&plan).await?;
         printer.note(plan::render(&plan).trim_end());
@@ -35,17 +37,17 @@ pub async fn run(
         };
         apply::apply(&lab.clients, &inputs, &stages, &StepProgress::new(printer)).await?;
         // Proof, not hope: observe again; anything left to do is a failure.
-        let (_, after) = lab.plan().await?;
-        if !after.is_empty() {
+        let (after, remaining) = lab.plan().await?;
+        if !remaining.is_empty() {
             bail!(
                 "AWS still differs from the topology after applying:\n{}",
-                plan::render(&after).trim_end()
+                plan::render(&remaining).trim_end()
             );
         }
         printer.success(&format!("lab `{}` is up", lab.desired.lab));
-    }
-    let observed = lab.observe().await?;
-    status::print(&lab.desired.lab, &observed, args.json, printer)?;
+        after
+    };
+    status::print(&lab.desired.lab, &now, args.json, printer)?;
     printer.note("Take it down with `labctl down`.");
     Ok(ExitCode::SUCCESS)
 }
