@@ -56,7 +56,10 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     common::raise_fd_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("labnet: cannot start: {e}");
