@@ -34,8 +34,8 @@ const DEFAULT_INTRO: &str =
 #[derive(Debug, Args)]
 #[command(
     after_help = "The lab's Python server listens with backlog 5; labnet's default is \
-higher so a load test measures the server, not a tiny accept queue. Use --backlog 5 to \
-reproduce the lab, and a larger one (e.g. 1024) for 1000 clients."
+higher (1024) so a load test measures the server, not a tiny accept queue: it holds the \
+lab's 1000 clients. Use --backlog 5 to reproduce the lab."
 )]
 pub struct IntroServerArgs {
     #[command(flatten)]
