@@ -1,0 +1,154 @@
+//! The capture bucket: private, encrypted, TLS only; emptied before it is deleted.
+
+use anyhow::bail;
+use labctl_core::Address;
+use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
+use serde_json::json;
+
+use super::{Applier, GONE, gone};
+use crate::aws::aws;
+
+impl Applier<'_> {
+    pub(super) async fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
+        let mut req = self.c.s3.create_bucket().bucket(name);
+        // us-east-1 takes no location constraint; every other region requires one.
+        if self.c.region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                        self.c.region.as_str(),
+                    ))
+                    .build(),
+            );
+        }
+        match req
+            .send()
+            .await
+            .map_err(aws(format!("S3 CreateBucket {name}")))
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is(&["BucketAlreadyOwnedByYou"]) => Ok(()),
+            Err(e) if e.is(&["BucketAlreadyExists"]) => bail!(
+                "bucket name {name} is taken by another AWS account; set `captures.bucket` to another name"
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Tags, public access block, default encryption and the TLS-only policy.
+    pub(super) async fn bucket_settings(&self, a: &Address, name: &str) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{
+            PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+            ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag as S3Tag, Tagging,
+        };
+        let s3 = &self.c.s3;
+        let tagging = Tagging::builder()
+            .tag_set(
+                S3Tag::builder()
+                    .key(TAG_LAB)
+                    .value(self.inputs.lab)
+                    .build()?,
+            )
+            .tag_set(
+                S3Tag::builder()
+                    .key(TAG_ADDRESS)
+                    .value(a.to_string())
+                    .build()?,
+            )
+            .build()?;
+        s3.put_bucket_tagging()
+            .bucket(name)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(aws("S3 PutBucketTagging"))?;
+        let block = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        s3.put_public_access_block()
+            .bucket(name)
+            .public_access_block_configuration(block)
+            .send()
+            .await
+            .map_err(aws("S3 PutPublicAccessBlock"))?;
+        let rule = ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(
+                ServerSideEncryptionByDefault::builder()
+                    .sse_algorithm(ServerSideEncryption::Aes256)
+                    .build()?,
+            )
+            .bucket_key_enabled(true)
+            .build();
+        s3.put_bucket_encryption()
+            .bucket(name)
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(rule)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(aws("S3 PutBucketEncryption"))?;
+        let policy = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [format!("arn:aws:s3:::{name}"), format!("arn:aws:s3:::{name}/*")],
+                "Condition": { "Bool": { "aws:SecureTransport": "false" } }
+            }]
+        });
+        s3.put_bucket_policy()
+            .bucket(name)
+            .policy(policy.to_string())
+            .send()
+            .await
+            .map_err(aws("S3 PutBucketPolicy"))?;
+        Ok(())
+    }
+
+    pub(super) async fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let s3 = &self.c.s3;
+        let mut objects = s3.list_objects_v2().bucket(name).into_paginator().send();
+        while let Some(page) = objects.next().await {
+            let page = match page.map_err(aws(format!("S3 ListObjectsV2 {name}"))) {
+                Ok(p) => p,
+                Err(e) if e.is(GONE) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+            let keys: Vec<ObjectIdentifier> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+                .collect();
+            if !keys.is_empty() {
+                s3.delete_objects()
+                    .bucket(name)
+                    .delete(
+                        Delete::builder()
+                            .set_objects(Some(keys))
+                            .quiet(true)
+                            .build()?,
+                    )
+                    .send()
+                    .await
+                    .map_err(aws("S3 DeleteObjects"))?;
+            }
+        }
+        gone(
+            s3.delete_bucket()
+                .bucket(name)
+                .send()
+                .await
+                .map_err(aws("S3 DeleteBucket")),
+        )?;
+        Ok(())
+    }
+}
