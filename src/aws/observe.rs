@@ -109,75 +109,42 @@ struct Ec2View {
 
 async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
     let ec2 = &c.ec2;
+    // Every page of a lab-filtered describe call; the SDK's paginators differ in type,
+    // so a macro rather than a function.
+    macro_rules! all {
+        ($request:expr, $what:literal) => {
+            async {
+                $request
+                    .filters(lab_filter(lab))
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(aws($what))
+            }
+        };
+    }
+    let live = Filter::builder()
+        .name("instance-state-name")
+        .values("pending")
+        .values("running")
+        .values("stopping")
+        .values("stopped")
+        .build();
     let (vpcs, subnets, igws, tables, groups, reservations) = tokio::try_join!(
-        async {
-            ec2.describe_vpcs()
-                .filters(lab_filter(lab))
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(aws("EC2 DescribeVpcs"))
-        },
-        async {
-            ec2.describe_subnets()
-                .filters(lab_filter(lab))
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(aws("EC2 DescribeSubnets"))
-        },
-        async {
-            ec2.describe_internet_gateways()
-                .filters(lab_filter(lab))
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(aws("EC2 DescribeInternetGateways"))
-        },
-        async {
-            ec2.describe_route_tables()
-                .filters(lab_filter(lab))
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(aws("EC2 DescribeRouteTables"))
-        },
-        async {
-            ec2.describe_security_groups()
-                .filters(lab_filter(lab))
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(aws("EC2 DescribeSecurityGroups"))
-        },
-        async {
-            let states = Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("stopping")
-                .values("stopped")
-                .build();
-            ec2.describe_instances()
-                .filters(lab_filter(lab))
-                .filters(states)
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(aws("EC2 DescribeInstances"))
-        },
+        all!(ec2.describe_vpcs(), "EC2 DescribeVpcs"),
+        all!(ec2.describe_subnets(), "EC2 DescribeSubnets"),
+        all!(
+            ec2.describe_internet_gateways(),
+            "EC2 DescribeInternetGateways"
+        ),
+        all!(ec2.describe_route_tables(), "EC2 DescribeRouteTables"),
+        all!(ec2.describe_security_groups(), "EC2 DescribeSecurityGroups"),
+        all!(
+            ec2.describe_instances().filters(live),
+            "EC2 DescribeInstances"
+        ),
     )?;
 
     // The tag filter narrows the listing; ownership is still checked on every item.

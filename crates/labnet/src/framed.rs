@@ -313,6 +313,30 @@ fn client_name(name: Option<String>) -> String {
     name.unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// What the TCP and UDP clients share: where to send, how many messages, as whom,
+/// and how long to pause between them (the lab's 5-25 s by default).
+#[derive(Debug, clap::Args)]
+pub struct Session {
+    /// Server host name or address.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 1234)]
+    port: u16,
+    /// Number of messages to send (numbered from 1).
+    #[arg(long, default_value_t = 10)]
+    count: u32,
+    /// Client name in the messages (default: a random UUID4).
+    #[arg(long)]
+    name: Option<String>,
+    /// Shortest random pause between messages, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
+    pause_min: f64,
+    /// Longest random pause between messages, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 25.0)]
+    pause_max: f64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

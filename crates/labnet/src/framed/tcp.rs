@@ -11,7 +11,7 @@ use clap::Args;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::{Kind, ReadError, client_name, encode, pause, read_frame, resolve, seconds};
+use super::{Kind, ReadError, Session, client_name, encode, pause, read_frame, resolve, seconds};
 use crate::common::{Listen, log, shutdown};
 
 /// Options of `tcp-server`.
@@ -105,24 +105,8 @@ async fn serve_connection(
 /// Options of `tcp-client`.
 #[derive(Debug, Args)]
 pub struct TcpClientArgs {
-    /// Server host name or address.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// Server port.
-    #[arg(long, default_value_t = 1234)]
-    port: u16,
-    /// Number of messages to send (numbered from 1).
-    #[arg(long, default_value_t = 10)]
-    count: u32,
-    /// Client name in the messages (default: a random UUID4).
-    #[arg(long)]
-    name: Option<String>,
-    /// Shortest random pause between messages, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
-    pause_min: f64,
-    /// Longest random pause between messages, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 25.0)]
-    pause_max: f64,
+    #[command(flatten)]
+    session: Session,
     /// Give up connecting after this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     connect_timeout: f64,
@@ -135,14 +119,14 @@ pub struct TcpClientArgs {
 pub async fn run_tcp_client(args: TcpClientArgs) -> anyhow::Result<()> {
     let connect_timeout = seconds(args.connect_timeout, "--connect-timeout")?;
     let read_timeout = seconds(args.read_timeout, "--read-timeout")?;
-    pause(args.pause_min, args.pause_max)?; // validate the range before connecting
-    let name = client_name(args.name);
-    let mut stream = connect(&args.host, args.port, connect_timeout, None).await?;
+    pause(args.session.pause_min, args.session.pause_max)?; // validate the range before connecting
+    let name = client_name(args.session.name);
+    let mut stream = connect(&args.session.host, args.session.port, connect_timeout, None).await?;
     log(format_args!(
         "connected to {} as client {name}",
         stream.peer_addr()?
     ));
-    for i in 1..=args.count {
+    for i in 1..=args.session.count {
         let message = format!("Message #{i} from client {name}");
         stream
             .write_all(&encode(Kind::Text, &message)?)
@@ -154,8 +138,8 @@ pub async fn run_tcp_client(args: TcpClientArgs) -> anyhow::Result<()> {
             Ok(None) => anyhow::bail!("server closed the connection before answering #{i}"),
             Err(e) => anyhow::bail!("no valid response to message #{i}: {e}"),
         }
-        if i < args.count {
-            tokio::time::sleep(pause(args.pause_min, args.pause_max)?).await;
+        if i < args.session.count {
+            tokio::time::sleep(pause(args.session.pause_min, args.session.pause_max)?).await;
         }
     }
     Ok(())

@@ -12,7 +12,8 @@ use clap::Args;
 use tokio::net::UdpSocket;
 
 use super::{
-    DATAGRAM_LEN, Kind, client_name, decode, encode_datagram, json_string, pause, resolve, seconds,
+    DATAGRAM_LEN, Kind, Session, client_name, decode, encode_datagram, json_string, pause, resolve,
+    seconds,
 };
 use crate::common::{Listen, log, shutdown};
 
@@ -107,24 +108,8 @@ fn answer(datagram: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
 /// Options of `udp-client`.
 #[derive(Debug, Args)]
 pub struct UdpClientArgs {
-    /// Server host name or address.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// Server port.
-    #[arg(long, default_value_t = 1234)]
-    port: u16,
-    /// Number of messages to send (numbered from 1).
-    #[arg(long, default_value_t = 10)]
-    count: u32,
-    /// Client name in the messages (default: a random UUID4).
-    #[arg(long)]
-    name: Option<String>,
-    /// Shortest random pause between messages, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
-    pause_min: f64,
-    /// Longest random pause between messages, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 25.0)]
-    pause_max: f64,
+    #[command(flatten)]
+    session: Session,
     /// Count a response as lost when it has not arrived within this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0)]
     read_timeout: f64,
@@ -133,9 +118,9 @@ pub struct UdpClientArgs {
 /// Runs `udp-client`; exits non-zero if any response was lost.
 pub async fn run_udp_client(args: UdpClientArgs) -> anyhow::Result<()> {
     let read_timeout = seconds(args.read_timeout, "--read-timeout")?;
-    pause(args.pause_min, args.pause_max)?; // validate the range before sending
-    let name = client_name(args.name);
-    let server = resolve(&args.host, args.port).await?[0];
+    pause(args.session.pause_min, args.session.pause_max)?; // validate the range before sending
+    let name = client_name(args.session.name);
+    let server = resolve(&args.session.host, args.session.port).await?[0];
     let local: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -149,7 +134,7 @@ pub async fn run_udp_client(args: UdpClientArgs) -> anyhow::Result<()> {
     ));
     let mut lost = 0u32;
     let mut buf = vec![0u8; RECV_BUF];
-    for i in 1..=args.count {
+    for i in 1..=args.session.count {
         let message = format!("Message #{i} from client {name}");
         let payload = json_string(&message);
         socket
@@ -168,16 +153,16 @@ pub async fn run_udp_client(args: UdpClientArgs) -> anyhow::Result<()> {
                 log(format_args!("response to message #{i} lost: {why}"));
             }
         }
-        if i < args.count {
-            tokio::time::sleep(pause(args.pause_min, args.pause_max)?).await;
+        if i < args.session.count {
+            tokio::time::sleep(pause(args.session.pause_min, args.session.pause_max)?).await;
         }
     }
     log(format_args!(
         "sent {}, received {}, lost {lost}",
-        args.count,
-        args.count - lost
+        args.session.count,
+        args.session.count - lost
     ));
-    anyhow::ensure!(lost == 0, "{lost} of {} responses lost", args.count);
+    anyhow::ensure!(lost == 0, "{lost} of {} responses lost", args.session.count);
     Ok(())
 }
 
