@@ -78,8 +78,16 @@ pub enum Command {
     Down(DownArgs),
     /// What the lab has now: instances, states, addresses, DNS names.
     Status(StatusArgs),
+    /// Print the user-data an instance boots with, exactly as `up` sends it.
+    UserData(UserDataArgs),
     /// Check that AWS (or LocalStack) is reachable with the current credentials and region.
     Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UserDataArgs {
+    /// Instance name, as in `labctl status` (`server`, `client-2`).
+    pub instance: String,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod plan;
 mod schema;
 mod status;
 mod up;
+mod user_data;
 mod validate;
 
 use std::process::ExitCode;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Up(args) => block_on(up::run(&cli.global, &args, printer)),
         Command::Down(args) => block_on(down::run(&cli.global, &args, printer)),
         Command::Status(args) => block_on(status::run(&cli.global, &args, printer)),
+        Command::UserData(args) => user_data::run(&cli.global, &args, printer),
         Command::Doctor(args) => block_on(doctor::run(&cli.global, &args, printer)),
     }
 }

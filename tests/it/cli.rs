@@ -155,3 +155,40 @@ fn an_invalid_topology_stops_before_any_aws_call() {
         run.transcript()
     );
 }
+
+#[test]
+fn user_data_prints_what_an_instance_boots_with() {
+    let sb = Sandbox::new();
+    let topology = std::fs::read_to_string(repo().join("topology.yaml")).expect("topology.yaml");
+    sb.write("topology.yaml", &topology);
+    let first = sb.run(&["user-data", "client-2"]);
+    assert_eq!(first.code(), 0, "{}", first.transcript());
+    let text = first.stdout();
+    assert!(text.starts_with("#cloud-config\n"), "{text}");
+    assert!(text.contains("hostname: client-2\n"), "{text}");
+    assert!(text.contains("fqdn: client-2.lab.internal\n"), "{text}");
+    assert!(text.contains("+240"), "the 4h lifetime: {text}");
+    assert_eq!(
+        sb.run(&["user-data", "client-2"]).stdout(),
+        text,
+        "rendering is deterministic"
+    );
+    let server = sb.run(&["user-data", "server"]).stdout();
+    assert!(
+        server.contains("SERVICES=\"alnum-server echo-server intro-server tcp-server udp-server\""),
+        "{server}"
+    );
+
+    let unknown = sb.run(&["user-data", "sever"]);
+    assert_eq!(unknown.code(), 1);
+    assert!(
+        unknown.stderr().contains("no instance `sever`"),
+        "{}",
+        unknown.transcript()
+    );
+    assert!(
+        unknown.stderr().contains("did you mean `server`?"),
+        "{}",
+        unknown.transcript()
+    );
+}
