@@ -245,6 +245,30 @@ fn silent_client_is_dropped_after_the_read_timeout() {
     );
 }
 
+/// A client that sends one byte just inside every read timeout is still dropped once
+/// the whole exchange takes too long.
+#[test]
+fn trickling_client_is_dropped_at_the_exchange_deadline() {
+    let server = Server::start(
+        "intro-server",
+        &["--read-timeout", "1", "--exchange-timeout", "1.5"],
+    );
+    let mut trickle = connect(server.addr);
+    let me = trickle.local_addr().expect("local addr");
+    read_intro(&mut trickle);
+    for byte in b"0000ffff" {
+        if trickle.write_all(&[*byte]).is_err() {
+            break; // already dropped
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(read_until_closed(&mut trickle), b"");
+    expect_lines(
+        &server,
+        &[format!("{me} dropped: the exchange took longer than 1.5s")],
+    );
+}
+
 #[test]
 fn sigterm_exits_cleanly_even_with_open_connections() {
     let server = Server::start("intro-server", &[]);

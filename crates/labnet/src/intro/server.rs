@@ -53,6 +53,10 @@ pub struct IntroServerArgs {
     /// before its connection is closed.
     #[arg(long, default_value_t = 30.0)]
     read_timeout: f64,
+    /// Seconds a whole exchange may take, however the client paces its bytes (a client
+    /// trickling one byte per read timeout must not hold its task forever).
+    #[arg(long, default_value_t = 300.0)]
+    exchange_timeout: f64,
     /// Log only problems and the final summary, not every connection and message (for
     /// load tests, where a thousand log lines would be noise).
     #[arg(long, short)]
@@ -64,6 +68,7 @@ struct Config {
     intro: Vec<u8>,
     chunk_size: usize,
     read_timeout: Duration,
+    exchange_timeout: Duration,
     quiet: bool,
 }
 
@@ -84,6 +89,10 @@ pub async fn run_intro_server(args: IntroServerArgs) -> anyhow::Result<()> {
         .ok()
         .filter(|d| !d.is_zero())
         .context("--read-timeout must be a positive number of seconds")?;
+    let exchange_timeout = Duration::try_from_secs_f64(args.exchange_timeout)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--exchange-timeout must be a positive number of seconds")?;
     let listener = args
         .listen
         .tcp(args.port)
@@ -106,6 +115,7 @@ pub async fn run_intro_server(args: IntroServerArgs) -> anyhow::Result<()> {
         intro,
         chunk_size: args.chunk_size as usize,
         read_timeout,
+        exchange_timeout,
         quiet: args.quiet,
     });
     let stats = Arc::new(Stats::default());
@@ -140,7 +150,14 @@ async fn serve(mut stream: TcpStream, peer: SocketAddr, config: Arc<Config>, sta
     if !config.quiet {
         common::log(format_args!("{peer} connected"));
     }
-    match exchange(&mut stream, &config).await {
+    let outcome = match timeout(config.exchange_timeout, exchange(&mut stream, &config)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!(
+            "the exchange took longer than {:?}",
+            config.exchange_timeout
+        )),
+    };
+    match outcome {
         Ok(summary) => {
             stats.messages.fetch_add(1, Ordering::Relaxed);
             if !config.quiet {
