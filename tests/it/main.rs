@@ -3,6 +3,7 @@
 //!
 //! One test binary on purpose: it links the AWS SDK once.
 
+mod bootstrap;
 mod cli;
 mod harness;
 mod localstack;

@@ -635,7 +635,7 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
         encrypted: true,
         tls_only: true,
     };
-    push(bucket_addr.clone(), bucket, spec, vec![]);
+    push(bucket_addr.clone(), bucket.clone(), spec, vec![]);
     let zone = t.dns.as_ref().map(|dns| {
         let addr = Address::single(Kind::HostedZone);
         let zone = dns.zone.value.trim_end_matches('.').to_owned();
@@ -684,8 +684,11 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
                 instance: &name,
                 role: &inst.role.value,
                 zone: zone.as_ref().map(|(_, z, _)| z.as_str()),
+                region: ctx.region.as_deref(),
+                bucket: &bucket,
                 services: &services,
                 lifetime_minutes: lifetime,
+                labnet: None,
             });
             let spec = Spec::Instance {
                 instance_type: inst.instance_type.value.clone(),

@@ -2,13 +2,44 @@
 //!
 //! Rendering is pure and holds nothing time-varying, so an unchanged lab renders the
 //! same bytes; the digest of those bytes, kept as a tag on the instance, is how `plan`
-//! notices that an instance would boot differently and must be replaced. This first
-//! version names the host and installs the capture tools; the full bootstrap (labnet
-//! download and services) renders from `cloud-init/` templates.
+//! notices that an instance would boot differently and must be replaced. The text comes
+//! from the templates in `cloud-init/` (see its README): a cloud-config that installs the
+//! tools and writes the instance's values, the unit template and the bootstrap script,
+//! which fetches labnet with the instance role, verifies it and starts the services.
+//! User-data never holds credentials or presigned URLs: anything on the instance can
+//! read it.
 
 use std::fmt::Write;
 
 use sha2::{Digest, Sha256};
+
+const CLOUD_CONFIG: &str = include_str!("../../../cloud-init/cloud-config.yaml.tmpl");
+const BOOTSTRAP: &str = include_str!("../../../cloud-init/bootstrap.sh");
+const UNIT_TEMPLATE: &str = include_str!("../../../cloud-init/labnet.service.tmpl");
+
+/// EC2's limit on user-data, in bytes (before base64).
+pub const MAX_USER_DATA: usize = 16 * 1024;
+
+/// Where an instance gets the labnet binary, and the SHA-256 it must have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Artifact {
+    /// An object the instance reads with its own role (SigV4-signed, no presigned URL).
+    S3 {
+        /// Bucket holding the object.
+        bucket: String,
+        /// Object key (content-addressed).
+        key: String,
+        /// Lowercase hex SHA-256 of the binary.
+        sha256: String,
+    },
+    /// A URL anyone may read (a release download).
+    Url {
+        /// The URL.
+        url: String,
+        /// Lowercase hex SHA-256 of the binary.
+        sha256: String,
+    },
+}
 
 /// The values one instance's user-data depends on.
 #[derive(Debug, Clone)]
@@ -21,42 +52,129 @@ pub struct UserDataInput<'a> {
     pub role: &'a str,
     /// Private zone, if any.
     pub zone: Option<&'a str>,
+    /// Region (`None`: the instance asks its metadata service).
+    pub region: Option<&'a str>,
+    /// The lab's bucket: readiness reports go to `reports/<instance>.json` in it.
+    pub bucket: &'a str,
     /// Services to run, sorted.
     pub services: &'a [String],
     /// Minutes until the instance stops itself.
     pub lifetime_minutes: Option<u64>,
+    /// Where labnet comes from (`None`: nowhere yet; the instance reports the failure).
+    pub labnet: Option<&'a Artifact>,
 }
 
 /// Renders the cloud-config for one instance.
 pub fn render(input: &UserDataInput<'_>) -> String {
+    let instance = clean(input.instance);
     let fqdn = match input.zone {
-        Some(zone) => format!("{}.{zone}", input.instance),
-        None => input.instance.to_owned(),
+        Some(zone) => format!("{instance}.{}", clean(zone)),
+        None => instance.clone(),
     };
-    let mut out = String::from("#cloud-config\n");
-    let _ = writeln!(
-        out,
-        "# labctl lab `{}`, instance `{}`, role `{}`",
-        input.lab, input.instance, input.role
-    );
-    let _ = writeln!(out, "hostname: {}", input.instance);
-    let _ = writeln!(out, "fqdn: {fqdn}");
-    out.push_str("package_update: true\npackages:\n  - tcpdump\n  - net-tools\n");
-    out.push_str("write_files:\n  - path: /etc/labctl/instance\n    content: |\n");
-    let _ = writeln!(
-        out,
-        "      LAB={}\n      INSTANCE={}\n      ROLE={}",
-        input.lab, input.instance, input.role
-    );
-    let _ = writeln!(out, "      SERVICES=\"{}\"", input.services.join(" "));
-    if let Some(minutes) = input.lifetime_minutes {
-        // `shutdown` halts; InstanceInitiatedShutdownBehavior=stop makes that a stop.
-        let _ = writeln!(
-            out,
-            "runcmd:\n  - [shutdown, -h, \"+{minutes}\", \"labctl lifetime reached\"]"
-        );
+    let (labnet_bucket, key, url, sha256) = match input.labnet {
+        Some(Artifact::S3 {
+            bucket,
+            key,
+            sha256,
+        }) => (bucket.as_str(), key.as_str(), "", sha256.as_str()),
+        Some(Artifact::Url { url, sha256 }) => ("", "", url.as_str(), sha256.as_str()),
+        None => ("", "", "", ""),
+    };
+    let mut env = String::new();
+    for (name, value) in [
+        ("LAB", input.lab),
+        ("INSTANCE", input.instance),
+        ("ROLE", input.role),
+        ("FQDN", &fqdn),
+        ("ZONE", input.zone.unwrap_or("")),
+        ("REGION", input.region.unwrap_or("")),
+        ("BUCKET", input.bucket),
+        ("SERVICES", &input.services.join(" ")),
+        (
+            "LIFETIME_MINUTES",
+            &input
+                .lifetime_minutes
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        ),
+        ("LABNET_BUCKET", labnet_bucket),
+        ("LABNET_KEY", key),
+        ("LABNET_URL", url),
+        ("LABNET_SHA256", sha256),
+    ] {
+        let _ = writeln!(env, "{name}=\"{}\"", clean(value));
     }
+    // `shutdown` halts; InstanceInitiatedShutdownBehavior=stop makes that a stop. It is
+    // scheduled before the bootstrap runs, so a failing bootstrap still stops in time.
+    let lifetime = input
+        .lifetime_minutes
+        .map(|m| format!("  - [shutdown, -h, \"+{m}\", \"labctl lifetime reached\"]\n"))
+        .unwrap_or_default();
+    let lab = clean(input.lab);
+    let role = clean(input.role);
+    fill(CLOUD_CONFIG, |name| match name {
+        "lab" => Some(lab.clone()),
+        "instance" => Some(instance.clone()),
+        "role" => Some(role.clone()),
+        "fqdn" => Some(fqdn.clone()),
+        "instance_env" => Some(block(&env)),
+        "unit_template" => Some(block(UNIT_TEMPLATE)),
+        "bootstrap" => Some(block(BOOTSTRAP)),
+        "lifetime" => Some(lifetime.clone()),
+        _ => None,
+    })
+}
+
+/// Replaces each `{{name}}` in `template` in one pass: substituted text is not scanned
+/// again, so a script holding `{{` stays as written. Unknown names stay as they are.
+fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len() * 2);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after
+            .find("}}")
+            .and_then(|end| Some((end, value(&after[..end])?)))
+        {
+            Some((end, text)) => {
+                out.push_str(&text);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
     out
+}
+
+/// `text` as the body of a YAML literal block under `content: |` (six spaces deep),
+/// without its final newline (the template supplies it). Empty lines stay empty.
+fn block(text: &str) -> String {
+    text.strip_suffix('\n')
+        .unwrap_or(text)
+        .lines()
+        .map(|line| {
+            if line.is_empty() {
+                String::new()
+            } else {
+                format!("      {line}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A value safe on one line of YAML and of the env file: no control characters, no
+/// quotes (validated names never have them; this only keeps a bad one from breaking out).
+fn clean(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '`')
+        .collect()
 }
 
 /// The first 16 hex digits of the SHA-256 of `user_data`: short enough for a tag,
@@ -73,26 +191,163 @@ pub fn digest(user_data: &str) -> String {
 mod tests {
     use super::*;
 
-    fn input<'a>(services: &'a [String], lifetime: Option<u64>) -> UserDataInput<'a> {
+    fn s3_artifact() -> Artifact {
+        Artifact::S3 {
+            bucket: "netlab-captures-123456789012-eu-north-1".into(),
+            key: "artifacts/labnet/0123456789abcdef".into(),
+            sha256: "ab".repeat(32),
+        }
+    }
+
+    fn input<'a>(
+        services: &'a [String],
+        lifetime: Option<u64>,
+        labnet: Option<&'a Artifact>,
+    ) -> UserDataInput<'a> {
         UserDataInput {
             lab: "netlab",
             instance: "server",
             role: "server",
             zone: Some("lab.internal"),
+            region: Some("eu-north-1"),
+            bucket: "netlab-captures-123456789012-eu-north-1",
             services,
             lifetime_minutes: lifetime,
+            labnet,
         }
+    }
+
+    fn server_services() -> Vec<String> {
+        [
+            "alnum-server",
+            "echo-server",
+            "intro-server",
+            "tcp-server",
+            "udp-server",
+        ]
+        .map(String::from)
+        .to_vec()
     }
 
     #[test]
     fn rendering_is_deterministic_and_sensitive_to_inputs() {
         let svc = vec!["tcp-server".to_owned()];
-        let a = render(&input(&svc, Some(240)));
-        assert_eq!(a, render(&input(&svc, Some(240))));
-        assert!(a.contains("fqdn: server.lab.internal"));
+        let art = s3_artifact();
+        let a = render(&input(&svc, Some(240), Some(&art)));
+        assert_eq!(a, render(&input(&svc, Some(240), Some(&art))));
+        assert!(a.starts_with("#cloud-config\n"));
+        assert!(a.contains("fqdn: server.lab.internal\n"));
         assert!(a.contains("+240"));
-        assert_ne!(digest(&a), digest(&render(&input(&svc, None))));
-        assert_ne!(digest(&a), digest(&render(&input(&[], Some(240)))));
-        assert_eq!(digest(&a).len(), 16);
+        assert!(a.contains("SERVICES=\"tcp-server\"\n"));
+        assert!(!a.contains("{{"), "every placeholder filled:\n{a}");
+        let base = digest(&a);
+        assert_eq!(base.len(), 16);
+        assert_ne!(base, digest(&render(&input(&svc, None, Some(&art)))));
+        assert_ne!(base, digest(&render(&input(&[], Some(240), Some(&art)))));
+        assert_ne!(base, digest(&render(&input(&svc, Some(240), None))));
+        let other_sha = Artifact::S3 {
+            bucket: "netlab-captures-123456789012-eu-north-1".into(),
+            key: "artifacts/labnet/0123456789abcdef".into(),
+            sha256: "cd".repeat(32),
+        };
+        assert_ne!(
+            base,
+            digest(&render(&input(&svc, Some(240), Some(&other_sha))))
+        );
+        let url = Artifact::Url {
+            url: "https://example.com/labnet".into(),
+            sha256: "ab".repeat(32),
+        };
+        assert_ne!(base, digest(&render(&input(&svc, Some(240), Some(&url)))));
+        let mut moved = input(&svc, Some(240), Some(&art));
+        moved.region = Some("eu-west-1");
+        assert_ne!(base, digest(&render(&moved)));
+        let mut renamed = input(&svc, Some(240), Some(&art));
+        renamed.bucket = "other-bucket";
+        assert_ne!(base, digest(&render(&renamed)));
+    }
+
+    #[test]
+    fn the_yaml_carries_the_scripts_verbatim() {
+        let services = server_services();
+        let art = s3_artifact();
+        let text = render(&input(&services, Some(240), Some(&art)));
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("valid YAML");
+        assert_eq!(doc["hostname"], "server");
+        assert_eq!(doc["fqdn"], "server.lab.internal");
+        assert_eq!(
+            doc["packages"],
+            serde_json::json!(["tcpdump", "net-tools", "curl"])
+        );
+        let files = doc["write_files"].as_array().expect("write_files");
+        let content = |path: &str| {
+            files
+                .iter()
+                .find(|f| f["path"] == path)
+                .and_then(|f| f["content"].as_str())
+                .unwrap_or_else(|| panic!("{path} in write_files"))
+                .to_owned()
+        };
+        assert_eq!(content("/usr/local/sbin/labctl-bootstrap"), BOOTSTRAP);
+        assert_eq!(content("/etc/labctl/labnet.service.tmpl"), UNIT_TEMPLATE);
+        let env = content("/etc/labctl/instance.env");
+        assert!(env.contains("BUCKET=\"netlab-captures-123456789012-eu-north-1\"\n"));
+        assert!(env.contains("LABNET_KEY=\"artifacts/labnet/0123456789abcdef\"\n"));
+        assert!(env.contains(&format!("LABNET_SHA256=\"{}\"\n", "ab".repeat(32))));
+        assert!(env.contains("REGION=\"eu-north-1\"\n"));
+        let runcmd = doc["runcmd"].as_array().expect("runcmd");
+        assert_eq!(runcmd.len(), 2, "lifetime guard, then bootstrap");
+        assert_eq!(runcmd[0][0], "shutdown");
+        assert_eq!(
+            runcmd[1],
+            serde_json::json!(["bash", "/usr/local/sbin/labctl-bootstrap"])
+        );
+    }
+
+    #[test]
+    fn no_credentials_or_time_in_user_data_and_it_fits_ec2s_limit() {
+        let services = server_services();
+        let art = s3_artifact();
+        let mut long = input(&services, Some(240), Some(&art));
+        let name = "n".repeat(63);
+        long.lab = &name;
+        long.instance = &name;
+        long.role = &name;
+        let text = render(&long);
+        assert!(text.len() < MAX_USER_DATA, "{} bytes", text.len());
+        for secret in ["X-Amz-Signature", "X-Amz-Credential", "AKIA", "ASIA"] {
+            assert!(!text.contains(secret), "{secret} in user-data");
+        }
+    }
+
+    #[test]
+    fn a_value_cannot_break_out_of_its_line() {
+        let svc = vec!["tcp-server".to_owned()];
+        let mut bad = input(&svc, None, None);
+        bad.instance = "x\"\nLABNET_URL=\"http://evil\"";
+        let text = render(&bad);
+        let doc: serde_json::Value = serde_saphyr::from_str(&text).expect("valid YAML");
+        assert_eq!(doc["hostname"], "xLABNET_URL=http://evil");
+        assert!(text.contains("      INSTANCE=\"xLABNET_URL=http://evil\"\n"));
+        assert!(text.contains("      LABNET_URL=\"\"\n"));
+    }
+
+    #[test]
+    fn fill_is_one_pass() {
+        let out = fill("a {{x}} b {{y}} {{", |n| {
+            (n == "x").then(|| "{{y}}".to_owned())
+        });
+        assert_eq!(out, "a {{y}} b {{y}} {{");
+    }
+
+    #[test]
+    fn snapshot_server_and_client() {
+        let services = server_services();
+        let art = s3_artifact();
+        insta::assert_snapshot!("server", render(&input(&services, Some(240), Some(&art))));
+        let mut client = input(&[], Some(240), Some(&art));
+        client.instance = "client-1";
+        client.role = "client";
+        insta::assert_snapshot!("client", render(&client));
     }
 }
