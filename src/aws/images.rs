@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, anyhow, bail};
 use labctl_core::topology::Image;
 
-use super::{Clients, aws};
+use super::{Absent, Clients, aws};
 
 /// Canonical's AWS account, owner of the official Ubuntu images.
 const CANONICAL: &str = "099720109477";
@@ -64,17 +64,15 @@ pub async fn resolve(c: &Clients, refs: &[Image]) -> anyhow::Result<BTreeMap<Str
 }
 
 async fn parameter(c: &Clients, name: &str) -> anyhow::Result<Option<String>> {
-    match c.ssm.get_parameter().name(name).send().await {
-        Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_owned)),
-        Err(e) => {
-            let e = aws(format!("SSM GetParameter {name}"))(e);
-            if e.is(&["ParameterNotFound"]) {
-                Ok(None)
-            } else {
-                Err(e.into())
-            }
-        }
-    }
+    let out = c
+        .ssm
+        .get_parameter()
+        .name(name)
+        .send()
+        .await
+        .map_err(aws(format!("SSM GetParameter {name}")))
+        .absent_if(&["ParameterNotFound"])?;
+    Ok(out.and_then(|o| o.parameter().and_then(|p| p.value()).map(str::to_owned)))
 }
 
 async fn newest_canonical(c: &Clients) -> anyhow::Result<Option<String>> {
@@ -106,15 +104,16 @@ async fn newest_canonical(c: &Clients) -> anyhow::Result<Option<String>> {
 }
 
 async fn describe(c: &Clients, id: &str) -> anyhow::Result<Option<Ami>> {
-    let out = match c.ec2.describe_images().image_ids(id).send().await {
-        Ok(out) => out,
-        Err(e) => {
-            let e = aws(format!("EC2 DescribeImages {id}"))(e);
-            if e.is(&["InvalidAMIID.NotFound", "InvalidAMIID.Malformed"]) {
-                return Ok(None);
-            }
-            return Err(e.into());
-        }
+    let Some(out) = c
+        .ec2
+        .describe_images()
+        .image_ids(id)
+        .send()
+        .await
+        .map_err(aws(format!("EC2 DescribeImages {id}")))
+        .absent_if(&["InvalidAMIID.NotFound", "InvalidAMIID.Malformed"])?
+    else {
+        return Ok(None);
     };
     let Some(image) = out.images().first() else {
         return Ok(None);

@@ -188,6 +188,23 @@ impl AwsError {
     }
 }
 
+/// Reading something that may legitimately not exist: `Ok(None)` when the service
+/// answers with one of the codes that mean "there is none".
+pub trait Absent<T> {
+    /// `Ok(None)` for `codes`, the error itself for anything else.
+    fn absent_if(self, codes: &[&str]) -> Result<Option<T>, AwsError>;
+}
+
+impl<T> Absent<T> for Result<T, AwsError> {
+    fn absent_if(self, codes: &[&str]) -> Result<Option<T>, AwsError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is(codes) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// `map_err` adapter: `.map_err(aws("EC2 CreateVpc"))`.
 pub fn aws<E, R>(context: impl Into<String>) -> impl FnOnce(SdkError<E, R>) -> AwsError
 where

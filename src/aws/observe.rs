@@ -20,7 +20,7 @@ use labctl_core::plan::{Found, Observed};
 use labctl_core::topology::{PortRange, Proto};
 use labctl_core::{Address, Kind, Spec};
 
-use super::{Clients, aws};
+use super::{Absent, Clients, aws};
 
 /// Instance tags that record how an instance was launched.
 pub const TAG_USER_DATA: &str = "labctl:user-data";
@@ -487,23 +487,16 @@ async fn observe_iam(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
             .filter_map(|p| p.policy_arn().map(str::to_owned))
             .collect();
         managed.sort();
-        let inline = match c
+        let inline = c
             .iam
             .get_role_policy()
             .role_name(name)
             .policy_name(INLINE_POLICY)
             .send()
             .await
-        {
-            Ok(p) => Some(p.policy_document().to_owned()),
-            Err(e) => {
-                let e = aws(format!("IAM GetRolePolicy {name}"))(e);
-                if !e.is(&["NoSuchEntity"]) {
-                    return Err(e.into());
-                }
-                None
-            }
-        };
+            .map_err(aws(format!("IAM GetRolePolicy {name}")))
+            .absent_if(&["NoSuchEntity"])?
+            .map(|p| p.policy_document().to_owned());
         let spec = Spec::IamRole {
             managed_policies: managed,
             inline_policy_bucket: inline.and_then(|doc| super::apply::bucket_of_policy(&doc)),
@@ -528,21 +521,21 @@ async fn observe_iam(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
     if let Some(name) = expected.iam_role
         && !roles.iter().any(|r| r.role_name() == name)
     {
-        match c.iam.get_role().role_name(name).send().await {
-            Ok(found) => {
-                let arn = found.role().map(|r| r.arn()).unwrap_or(name);
-                bail!(
-                    "IAM role {name} already exists ({arn}) but is not owned by lab `{}`; \
-                     rename the lab or the role in the topology (labctl never adopts it)",
-                    expected.lab
-                );
-            }
-            Err(e) => {
-                let e = aws(format!("IAM GetRole {name}"))(e);
-                if !e.is(&["NoSuchEntity"]) {
-                    return Err(e.into());
-                }
-            }
+        let found = c
+            .iam
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(aws(format!("IAM GetRole {name}")))
+            .absent_if(&["NoSuchEntity"])?;
+        if let Some(found) = found {
+            let arn = found.role().map(|r| r.arn()).unwrap_or(name);
+            bail!(
+                "IAM role {name} already exists ({arn}) but is not owned by lab `{}`; \
+                 rename the lab or the role in the topology (labctl never adopts it)",
+                expected.lab
+            );
         }
     }
     Ok(out)
@@ -570,16 +563,15 @@ async fn observe_bucket(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<
     candidates.dedup();
     let mut out = Vec::new();
     for name in candidates {
-        let tags = match c.s3.get_bucket_tagging().bucket(&name).send().await {
-            Ok(t) => t.tag_set().to_vec(),
-            Err(e) => {
-                let e = aws(format!("S3 GetBucketTagging {name}"))(e);
-                if !e.is(&["NoSuchTagSet", "NoSuchTagSetError"]) {
-                    return Err(e.into());
-                }
-                Vec::new()
-            }
-        };
+        let tags =
+            c.s3.get_bucket_tagging()
+                .bucket(&name)
+                .send()
+                .await
+                .map_err(aws(format!("S3 GetBucketTagging {name}")))
+                .absent_if(&["NoSuchTagSet", "NoSuchTagSetError"])?
+                .map(|t| t.tag_set().to_vec())
+                .unwrap_or_default();
         let owned = tags
             .iter()
             .any(|t| t.key() == TAG_LAB && t.value() == expected.lab);
@@ -610,45 +602,38 @@ async fn observe_bucket(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<
 }
 
 async fn bucket_spec(c: &Clients, name: &str, tagged: bool) -> anyhow::Result<Spec> {
-    let private = match c.s3.get_public_access_block().bucket(name).send().await {
-        Ok(out) => out.public_access_block_configuration().is_some_and(|p| {
-            p.block_public_acls() == Some(true)
-                && p.ignore_public_acls() == Some(true)
-                && p.block_public_policy() == Some(true)
-                && p.restrict_public_buckets() == Some(true)
-        }),
-        Err(e) => {
-            let e = aws(format!("S3 GetPublicAccessBlock {name}"))(e);
-            if !e.is(&["NoSuchPublicAccessBlockConfiguration"]) {
-                return Err(e.into());
-            }
-            false
-        }
-    };
-    let encrypted = match c.s3.get_bucket_encryption().bucket(name).send().await {
-        Ok(out) => out
-            .server_side_encryption_configuration()
-            .is_some_and(|c| !c.rules().is_empty()),
-        Err(e) => {
-            let e = aws(format!("S3 GetBucketEncryption {name}"))(e);
-            if !e.is(&["ServerSideEncryptionConfigurationNotFoundError"]) {
-                return Err(e.into());
-            }
-            false
-        }
-    };
-    let tls_only = match c.s3.get_bucket_policy().bucket(name).send().await {
-        Ok(out) => out
-            .policy()
-            .is_some_and(|p| p.contains("aws:SecureTransport")),
-        Err(e) => {
-            let e = aws(format!("S3 GetBucketPolicy {name}"))(e);
-            if !e.is(&["NoSuchBucketPolicy"]) {
-                return Err(e.into());
-            }
-            false
-        }
-    };
+    let private =
+        c.s3.get_public_access_block()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(aws(format!("S3 GetPublicAccessBlock {name}")))
+            .absent_if(&["NoSuchPublicAccessBlockConfiguration"])?
+            .and_then(|out| out.public_access_block_configuration().cloned())
+            .is_some_and(|p| {
+                p.block_public_acls() == Some(true)
+                    && p.ignore_public_acls() == Some(true)
+                    && p.block_public_policy() == Some(true)
+                    && p.restrict_public_buckets() == Some(true)
+            });
+    let encrypted =
+        c.s3.get_bucket_encryption()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(aws(format!("S3 GetBucketEncryption {name}")))
+            .absent_if(&["ServerSideEncryptionConfigurationNotFoundError"])?
+            .and_then(|out| out.server_side_encryption_configuration().cloned())
+            .is_some_and(|c| !c.rules().is_empty());
+    let tls_only =
+        c.s3.get_bucket_policy()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(aws(format!("S3 GetBucketPolicy {name}")))
+            .absent_if(&["NoSuchBucketPolicy"])?
+            .and_then(|out| out.policy().map(str::to_owned))
+            .is_some_and(|p| p.contains("aws:SecureTransport"));
     Ok(Spec::Bucket {
         tagged,
         private,
