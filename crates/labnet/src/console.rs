@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 use unicode_general_category::{GeneralCategory, get_general_category};
 
@@ -92,8 +92,7 @@ pub struct AlnumServerArgs {
 /// Runs `alnum-server`: one message per connection, one answer, then close.
 pub async fn run_alnum_server(args: AlnumServerArgs) -> anyhow::Result<()> {
     let wait = Duration::from_secs_f64(args.read_timeout);
-    let listener = bind(&args.listen, args.port)?;
-    serve(listener, move |stream, id| {
+    serve(&args.listen, args.port, move |stream, id| {
         alnum_connection(stream, id, wait)
     })
     .await
@@ -159,8 +158,7 @@ pub struct EchoServerArgs {
 /// Runs `echo-server`: echoes every read back, keeping the connection open.
 pub async fn run_echo_server(args: EchoServerArgs) -> anyhow::Result<()> {
     let idle = Duration::from_secs_f64(args.idle_timeout);
-    let listener = bind(&args.listen, args.port)?;
-    serve(listener, move |stream, id| {
+    serve(&args.listen, args.port, move |stream, id| {
         echo_connection(stream, id, idle)
     })
     .await
@@ -308,23 +306,21 @@ fn csv(samples: &[Duration]) -> String {
 /// Why a connection ended; logged as `conn <id> closed: <reason>`.
 type Outcome = Result<String, String>;
 
-/// Binds and announces the listener: the first stdout line is `listening on <ip:port>`.
-fn bind(listen: &Listen, port: u16) -> anyhow::Result<TcpListener> {
+/// The accept loop shared by both servers: binds and announces the listener (the first
+/// stdout line is `listening on <ip:port>`), then one task per connection, numbered from
+/// 1 in accept order, until SIGTERM or Ctrl-C.
+async fn serve<H, F>(listen: &Listen, port: u16, handle: H) -> anyhow::Result<()>
+where
+    H: Fn(TcpStream, u64) -> F,
+    F: Future<Output = Outcome> + Send + 'static,
+{
+    // Signal handlers first: a SIGTERM sent once the port is announced must stop us.
+    let stop = crate::common::shutdown();
     let listener = listen
         .tcp(port)
         .with_context(|| format!("cannot listen on {}:{port}", listen.bind))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     log(format!("listening on {addr}"));
-    Ok(listener)
-}
-
-/// The accept loop shared by both servers: one task per connection, numbered from 1 in
-/// accept order, until SIGTERM or Ctrl-C.
-async fn serve<H, F>(listener: TcpListener, handle: H) -> anyhow::Result<()>
-where
-    H: Fn(TcpStream, u64) -> F,
-    F: Future<Output = Outcome> + Send + 'static,
-{
     let accept_loop = async {
         let mut next_id = 0u64;
         loop {
@@ -351,7 +347,7 @@ where
     };
     tokio::select! {
         () = accept_loop => {}
-        () = crate::common::shutdown() => log("shutting down"),
+        () = stop => log("shutting down"),
     }
     Ok(())
 }

@@ -40,13 +40,6 @@ pub async fn run_tcp_server(args: TcpServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}:{}", args.listen.bind, args.port))?;
     let stop = shutdown();
     tokio::pin!(stop);
-    // Poll once so the signal handlers are installed before anyone learns the port:
-    // a SIGTERM that arrives earlier would otherwise kill the process uncleanly.
-    tokio::select! {
-        biased;
-        () = &mut stop => return Ok(()),
-        () = std::future::ready(()) => {}
-    }
     log(format_args!("listening on {}", listener.local_addr()?));
     loop {
         tokio::select! {

@@ -43,12 +43,6 @@ pub async fn run_udp_server(args: UdpServerArgs) -> anyhow::Result<()> {
     );
     let stop = shutdown();
     tokio::pin!(stop);
-    // Install the signal handlers before printing the port (see tcp-server).
-    tokio::select! {
-        biased;
-        () = &mut stop => return Ok(()),
-        () = std::future::ready(()) => {}
-    }
     log(format_args!("listening on {}", socket.local_addr()?));
     let mut buf = vec![0u8; RECV_BUF];
     loop {

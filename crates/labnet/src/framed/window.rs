@@ -65,11 +65,6 @@ pub async fn run_hesitant_server(args: HesitantServerArgs) -> anyhow::Result<()>
     let mut usr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
     let stop = shutdown();
     tokio::pin!(stop);
-    tokio::select! {
-        biased;
-        () = &mut stop => return Ok(()),
-        () = std::future::ready(()) => {}
-    }
     log(format_args!("listening on {}", listener.local_addr()?));
 
     let (mut stream, peer) = tokio::select! {

@@ -100,13 +100,6 @@ pub async fn run_intro_server(args: IntroServerArgs) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listening address")?;
 
     let mut stop = std::pin::pin!(common::shutdown());
-    // Poll the shutdown future once, so the signal handlers are installed before we
-    // announce ourselves: a SIGTERM right after `listening on` must stop us cleanly.
-    tokio::select! {
-        biased;
-        _ = &mut stop => return Ok(()),
-        _ = std::future::ready(()) => {}
-    }
     common::log(format_args!("listening on {local}"));
 
     let mut intro = args.intro.into_bytes();
