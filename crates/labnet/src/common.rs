@@ -88,6 +88,13 @@ pub fn shutdown() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// After a failed accept (usually out of file descriptors): log it and pause briefly
+/// instead of spinning, while finishing connections free descriptors.
+pub async fn accept_failed(error: std::io::Error) {
+    log(format_args!("accept failed: {error}"));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
 /// One log line on stdout, flushed at once so `journalctl -u` and tests see it live.
 pub fn log(line: impl Display) {
     let mut out = std::io::stdout().lock();

@@ -337,11 +337,7 @@ where
                         }
                     });
                 }
-                Err(e) => {
-                    // Typically EMFILE: back off briefly instead of spinning on accept.
-                    log(format!("accept failed: {e}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                Err(e) => crate::common::accept_failed(e).await,
             }
         }
     };

@@ -51,11 +51,7 @@ pub async fn run_tcp_server(args: TcpServerArgs) -> anyhow::Result<()> {
                 Ok((stream, peer)) => {
                     tokio::spawn(serve_connection(stream, peer, delay, read_timeout));
                 }
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    log(format_args!("accept failed: {e}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                Err(e) => crate::common::accept_failed(e).await,
             },
         }
     }

@@ -119,12 +119,7 @@ pub async fn run_intro_server(args: IntroServerArgs) -> anyhow::Result<()> {
                 Ok((stream, peer)) => {
                     tokio::spawn(serve(stream, peer, config.clone(), stats.clone()));
                 }
-                Err(e) => {
-                    // Usually out of file descriptors: pause instead of spinning, the
-                    // finishing connections will free some.
-                    common::log(format_args!("accept failed: {e}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                Err(e) => crate::common::accept_failed(e).await,
             },
         }
     }
