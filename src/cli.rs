@@ -78,7 +78,7 @@ pub enum Command {
     Down(DownArgs),
     /// What the lab has now: instances, states, addresses, DNS names.
     Status(StatusArgs),
-    /// Print the user-data an instance boots with, exactly as `up` sends it.
+    /// Print the user-data an instance boots with (the account id left as `{account}`).
     UserData(UserDataArgs),
     /// Check that AWS (or LocalStack) is reachable with the current credentials and region.
     Doctor(DoctorArgs),

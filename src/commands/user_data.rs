@@ -7,6 +7,7 @@ use anyhow::bail;
 use labctl_core::diag::closest;
 use labctl_core::{Context, expand};
 
+use crate::aws::choose_region;
 use crate::cli::{GlobalArgs, UserDataArgs};
 use crate::printer::Printer;
 use crate::topology_file;
@@ -17,7 +18,17 @@ pub fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let topology = topology_file::load(&global.file, printer)?;
-    let desired = expand(&topology, &Context::default());
+    // No AWS call here: the region comes from the flag or the file; the account id,
+    // part of the bucket's name, stays a placeholder that `up` fills in.
+    let region = choose_region(
+        global.region.as_deref(),
+        topology.region.as_ref().map(|r| r.value.as_str()),
+    )?;
+    let ctx = Context {
+        region,
+        ..Context::default()
+    };
+    let desired = expand(&topology, &ctx);
     let Some(text) = desired.user_data.get(&args.instance) else {
         let names: Vec<&str> = desired.user_data.keys().map(String::as_str).collect();
         let hint = closest(&args.instance, names.iter().copied())
@@ -30,5 +41,8 @@ pub fn run(
         );
     };
     printer.result(text.trim_end());
+    if text.contains("{account}") {
+        printer.note("note: `{account}` stands for your AWS account id, which `up` fills in");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -168,6 +168,17 @@ fn user_data_prints_what_an_instance_boots_with() {
     assert!(text.contains("hostname: client-2\n"), "{text}");
     assert!(text.contains("fqdn: client-2.lab.internal\n"), "{text}");
     assert!(text.contains("+240"), "the 4h lifetime: {text}");
+    assert!(
+        text.contains("REGION=\"eu-north-1\""),
+        "the topology's region: {text}"
+    );
+    assert!(
+        first
+            .stderr()
+            .contains("`{account}` stands for your AWS account id"),
+        "{}",
+        first.transcript()
+    );
     assert_eq!(
         sb.run(&["user-data", "client-2"]).stdout(),
         text,
