@@ -1,26 +1,24 @@
 #!/usr/bin/env bash
 # labctl instance bootstrap: fetch labnet with the instance role, verify it, install
 # it, run the role's services, and report the result to the lab's bucket.
-# Test hooks: LABCTL_INSTANCE_ENV, LABCTL_ROOT, LABCTL_UNIT_TEMPLATE, LABCTL_S3_ENDPOINT,
-# LABCTL_NO_SYSTEMD=1, LABCTL_RETRIES, LABCTL_BACKOFF, AWS_EC2_METADATA_SERVICE_ENDPOINT.
+# Test hooks: LABCTL_S3_ENDPOINT, LABCTL_RETRIES, LABCTL_BACKOFF and the standard
+# AWS_EC2_METADATA_SERVICE_ENDPOINT.
 set -Eeuo pipefail
 umask 022
 
-ENV_FILE=${LABCTL_INSTANCE_ENV:-/etc/labctl/instance.env}
-UNIT_TEMPLATE=${LABCTL_UNIT_TEMPLATE:-$(dirname "$ENV_FILE")/labnet.service.tmpl}
-ROOT=${LABCTL_ROOT:-/}
-ROOT=${ROOT%/}
+ENV_FILE=/etc/labctl/instance.env
+UNIT_TEMPLATE=/etc/labctl/labnet.service.tmpl
 IMDS=${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}
 IMDS=${IMDS%/}
 RETRIES=${LABCTL_RETRIES:-6}
 BACKOFF=${LABCTL_BACKOFF:-2}
-BIN="$ROOT/usr/local/bin/labnet"
-UNIT_DIR="$ROOT/etc/systemd/system"
-LOG="$ROOT/var/log/labctl-bootstrap.log"
+BIN=/usr/local/bin/labnet
+UNIT_DIR=/etc/systemd/system
+LOG=/var/log/labctl-bootstrap.log
 
 LAB="" INSTANCE="" ROLE="" REGION="" BUCKET="" SERVICES=""
 LABNET_BUCKET="" LABNET_KEY="" LABNET_URL="" LABNET_SHA256=""
-AK="" SK="" TOKEN="" ERROR="" REPORTED=0 SSM="absent"
+AK="" SK="" TOKEN="" INSTANCE_ID="" ERROR="" REPORTED=0 SSM="absent"
 declare -A STATE=()
 
 mkdir -p "$(dirname "$LOG")"
@@ -76,12 +74,16 @@ json_field() {
   sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" <<<"$2" | head -n 1
 }
 
-# Sets AK, SK, TOKEN (and REGION when the env file has none) from the instance role.
+# Sets AK, SK, TOKEN from the instance role, and INSTANCE_ID (and REGION when the env
+# file has none) from the metadata service.
 fetch_credentials() {
   local token role creds
   token=$(imds_token) || return 1
   if [[ -z $REGION ]]; then
     REGION=$(imds_get "$token" meta-data/placement/region) || return 1
+  fi
+  if [[ -z $INSTANCE_ID ]]; then
+    INSTANCE_ID=$(imds_get "$token" meta-data/instance-id) || return 1
   fi
   role=$(imds_get "$token" meta-data/iam/security-credentials/ | head -n 1) || return 1
   [[ -n $role ]] || return 1
@@ -167,10 +169,6 @@ write_units() {
 start_services() {
   local svc units=()
   [[ -z $SERVICES ]] && return 0
-  if [[ ${LABCTL_NO_SYSTEMD:-} == 1 ]] || ! command -v systemctl >/dev/null; then
-    log "no systemd: services written, not started"
-    return 0
-  fi
   for svc in $SERVICES; do units+=("labnet-$svc.service"); done
   systemctl daemon-reload >>"$LOG" 2>&1 || fail "systemctl daemon-reload failed"
   systemctl enable --now "${units[@]}" >>"$LOG" 2>&1 || fail "systemctl enable --now failed"
@@ -201,7 +199,8 @@ report() {
   done
   file=$(mktemp)
   {
-    printf '{"lab":%s,"instance":%s,' "$(json_str "$LAB")" "$(json_str "$INSTANCE")"
+    printf '{"lab":%s,"instance":%s,"instance_id":%s,' "$(json_str "$LAB")" \
+      "$(json_str "$INSTANCE")" "$(json_str "$INSTANCE_ID")"
     printf '"role":%s,"ok":%s,' "$(json_str "$ROLE")" "$ok"
     printf '"labnet_version":%s,"labnet_sha256":%s,' "$(json_str "$version")" "$(json_str "$LABNET_SHA256")"
     printf '"services":{%s},"ssm_agent":%s,' "$services" "$(json_str "$SSM")"

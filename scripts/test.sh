@@ -14,6 +14,17 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# Debian 12's cloud-init (extracted, not installed) and the shell linter, for the
+# user-data tests.
+bash scripts/test-deps.sh
+
+# labnet as instances get it, built once here: tests upload it, and never run cargo
+# themselves (cargo's build lock would deadlock under the test run).
+labnet=$(cargo build --release --locked -p labnet --bin labnet --message-format=json-render-diagnostics |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+[ -x "$labnet" ] || { echo "test.sh: could not build labnet" >&2; exit 1; }
+export LABCTL_LABNET_BINARY=$labnet
+
 # Start (or find) the shared LocalStack before the tests do, so its start-up time is
 # not charged to whichever test happens to run first.
 endpoint=$(bash scripts/localstack.sh start)

@@ -111,6 +111,21 @@ pub struct UpArgs {
     /// Print the outputs as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Wait until every instance's bootstrap reports ready (or failed), at most this
+    /// long (`10m`, `1h`; default 15m). Instances report a few minutes after launch.
+    #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "15m",
+          value_parser = parse_wait)]
+    pub wait: Option<std::time::Duration>,
+}
+
+/// `90s`, or a duration as `lifetime` takes it (`10m`, `1h30m`).
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    if let Some(secs) = text.strip_suffix('s').and_then(|n| n.parse().ok()) {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    text.parse::<labctl_core::topology::Lifetime>()
+        .map(|l| l.0)
+        .map_err(|e| format!("{e}; or seconds, such as `90s`"))
 }
 
 #[derive(Debug, Args)]

@@ -10,8 +10,9 @@ use std::net::Ipv4Addr;
 use anyhow::{Context as _, anyhow};
 use labctl_core::plan::{self, Action, Observed, Plan};
 use labctl_core::topology::{Image, Peer};
-use labctl_core::{Context, Desired, Kind, Spec, Topology, expand};
+use labctl_core::{Context, Desired, Kind, Spec, Topology, cost, expand};
 
+use crate::artifact::{self, LocalBinary};
 use crate::aws::images::{self, Ami};
 use crate::aws::observe::{self, Expected};
 use crate::aws::{self, Clients, explain};
@@ -24,12 +25,30 @@ pub struct Lab {
     pub topology: Topology,
     pub clients: Clients,
     pub desired: Desired,
+    /// The labnet binary `up` uploads (`None`: not needed, or fetched from a URL).
+    pub labnet: Option<LocalBinary>,
+}
+
+/// Whether a command needs the labnet binary: only what plans or applies a launch
+/// does; taking a lab down or reading its status never builds anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Labnet {
+    Resolve,
+    Skip,
 }
 
 impl Lab {
     /// Loads and validates the topology, connects, and computes the desired state.
-    pub async fn prepare(global: &GlobalArgs, printer: &Printer) -> anyhow::Result<Self> {
+    pub async fn prepare(
+        global: &GlobalArgs,
+        printer: &Printer,
+        labnet: Labnet,
+    ) -> anyhow::Result<Self> {
         let topology = topology_file::load(&global.file, printer)?;
+        let labnet = match labnet {
+            Labnet::Resolve => artifact::resolve(&topology, &global.file, printer)?,
+            Labnet::Skip => None,
+        };
         let region = topology.region.as_ref().map(|r| r.value.as_str());
         let session = aws::connect(global, region).await?;
         let sts_name = session.service("STS");
@@ -46,12 +65,14 @@ impl Lab {
             account,
             region: Some(clients.region.clone()),
             my_ip,
+            labnet_sha256: labnet.as_ref().map(|b| b.sha256.clone()),
         };
         let desired = expand(&topology, &ctx);
         Ok(Self {
             topology,
             clients,
             desired,
+            labnet,
         })
     }
 
@@ -71,6 +92,7 @@ impl Lab {
                 lab: &self.desired.lab,
                 iam_role: name_of(Kind::IamRole),
                 bucket: name_of(Kind::Bucket),
+                labnet_key: name_of(Kind::Artifact),
             },
         )
         .await
@@ -94,6 +116,17 @@ impl Lab {
         };
         let plan = plan::diff(&nothing, &observed);
         Ok((observed, plan, nothing))
+    }
+
+    /// What the lab's instances cost per hour while they run (and per lifetime).
+    pub fn cost(&self) -> String {
+        let instances = cost::instances(&self.desired, cost::DEFAULT_ROOT_GIB);
+        let lifetime = self
+            .topology
+            .lifetime
+            .as_ref()
+            .map(|l| l.value.0.as_secs() / 60);
+        cost::estimate(&self.clients.region, &instances).render(lifetime)
     }
 
     /// AMIs for the instances the plan launches (none resolved otherwise).

@@ -3,12 +3,14 @@
 //! This file only parses arguments, sets up logging, runs the command and turns its
 //! outcome into an exit status; everything else lives in the modules below.
 
+mod artifact;
 mod aws;
 mod cli;
 mod commands;
 mod lab;
 mod myip;
 mod printer;
+mod reports;
 mod topology_file;
 
 use std::process::ExitCode;

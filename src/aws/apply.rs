@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
+use labctl_core::desired::{LABNET_KEY_PREFIX, TAG_ADDRESS, TAG_LAB};
 use labctl_core::plan::{Action, Change, Observed, Plan, Step};
 use labctl_core::{Address, Desired};
 use serde_json::json;
@@ -64,6 +64,8 @@ pub struct Inputs<'a> {
     pub observed: &'a Observed,
     /// Image references resolved to AMIs (for instances to create).
     pub images: &'a BTreeMap<String, Ami>,
+    /// The local labnet binary, for an artifact to upload.
+    pub labnet: Option<&'a std::path::Path>,
 }
 
 /// Receives progress as steps start and finish.
@@ -255,22 +257,25 @@ fn gone_or_exists<T>(result: Result<T, AwsError>) -> Result<(), AwsError> {
     }
 }
 
-/// The inline policy: list the lab's bucket, read and write its objects. Nothing else.
+/// The inline policy: exactly what the bootstrap and the capture helper do with the
+/// lab's bucket. Read the labnet binaries; write readiness reports and captures.
+/// Nothing else: no listing, no reading another instance's captures, no deleting.
 pub fn bucket_policy(bucket: &str) -> serde_json::Value {
+    let arn = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
     json!({
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "ListLabBucket",
+                "Sid": "ReadLabnet",
                 "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": format!("arn:aws:s3:::{bucket}")
+                "Action": "s3:GetObject",
+                "Resource": arn(LABNET_KEY_PREFIX)
             },
             {
-                "Sid": "ReadWriteLabObjects",
+                "Sid": "WriteReportsAndCaptures",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject"],
-                "Resource": format!("arn:aws:s3:::{bucket}/*")
+                "Action": "s3:PutObject",
+                "Resource": [arn("reports/"), arn("captures/")]
             }
         ]
     })
@@ -284,7 +289,9 @@ pub fn bucket_of_policy(document: &str) -> Option<String> {
         .ok()?;
     let doc: serde_json::Value = serde_json::from_str(&decoded).ok()?;
     let resource = doc["Statement"][0]["Resource"].as_str()?;
-    let bucket = resource.strip_prefix("arn:aws:s3:::")?;
+    let bucket = resource
+        .strip_prefix("arn:aws:s3:::")?
+        .strip_suffix(&format!("/{LABNET_KEY_PREFIX}*"))?;
     (doc == bucket_policy(bucket)).then(|| bucket.to_owned())
 }
 

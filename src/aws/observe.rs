@@ -5,7 +5,7 @@
 //! - IAM roles and instance profiles by their path `/labctl/<lab>/`;
 //! - the hosted zone by its caller reference `labctl:<lab>:…` (set in the create call,
 //!   so a crash before tagging still leaves it findable);
-//! - the bucket by its `labctl:lab` tag.
+//! - the bucket by its `labctl:lab` tag, and the labnet binaries in it by their key.
 //!
 //! A resource that carries the lab's name but not its mark is never adopted: it is
 //! reported as a clash.
@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use aws_sdk_ec2::types::{Filter, IpPermission, Tag, VpcAttributeName};
 use ipnet::Ipv4Net;
-use labctl_core::desired::{Permission, PermissionPeer, TAG_ADDRESS, TAG_LAB};
+use labctl_core::desired::{
+    LABNET_ARTIFACT, LABNET_KEY_PREFIX, Permission, PermissionPeer, TAG_ADDRESS, TAG_LAB,
+};
 use labctl_core::plan::{Found, Observed};
 use labctl_core::topology::{PortRange, Proto};
 use labctl_core::{Address, Kind, Spec};
@@ -51,6 +53,8 @@ pub struct Expected<'a> {
     pub iam_role: Option<&'a str>,
     /// Capture bucket name from the topology, if known.
     pub bucket: Option<&'a str>,
+    /// Key of the labnet binary the topology wants in the bucket, if any.
+    pub labnet_key: Option<&'a str>,
 }
 
 fn lab_filter(lab: &str) -> Filter {
@@ -369,6 +373,10 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
             if let Some(ip) = i.public_ip_address() {
                 f.facts.insert("public_ip".into(), ip.to_owned());
             }
+            // The latest start: the lifetime guard counts from each boot.
+            if let Some(t) = i.launch_time() {
+                f.facts.insert("launch_time".into(), t.secs().to_string());
+            }
             out.push(f);
         }
     }
@@ -597,6 +605,41 @@ async fn observe_bucket(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<
             &name,
             spec,
         ));
+        out.extend(observe_artifacts(c, &name, expected.labnet_key).await?);
+    }
+    Ok(out)
+}
+
+/// The labnet binaries uploaded to the bucket. The one the topology wants now is
+/// `artifact/labnet`; older ones get an address of their own, so the plan deletes them.
+async fn observe_artifacts(
+    c: &Clients,
+    bucket: &str,
+    wanted: Option<&str>,
+) -> anyhow::Result<Vec<Found>> {
+    let mut out = Vec::new();
+    let mut pages =
+        c.s3.list_objects_v2()
+            .bucket(bucket)
+            .prefix(LABNET_KEY_PREFIX)
+            .into_paginator()
+            .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws(format!("S3 ListObjectsV2 {bucket}")))?;
+        for key in page.contents().iter().filter_map(|o| o.key()) {
+            let Some(sha256) = key.strip_prefix(LABNET_KEY_PREFIX) else {
+                continue;
+            };
+            let name = if Some(key) == wanted {
+                LABNET_ARTIFACT.to_owned()
+            } else {
+                format!("{LABNET_ARTIFACT}-{}", &sha256[..sha256.len().min(12)])
+            };
+            let spec = Spec::Artifact {
+                sha256: sha256.to_owned(),
+            };
+            out.push(found(Address::new(Kind::Artifact, name), key, key, spec));
+        }
     }
     Ok(out)
 }

@@ -20,6 +20,7 @@ pub fn run(global: &GlobalArgs, args: &GraphArgs, printer: &Printer) -> anyhow::
         account: None,
         region,
         my_ip: global.my_ip,
+        labnet_sha256: None,
     };
     let desired = expand(&topology, &ctx);
     if args.json {

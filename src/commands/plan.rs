@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::cli::{GlobalArgs, PlanArgs};
-use crate::lab::Lab;
+use crate::lab::{Lab, Labnet};
 use crate::printer::Printer;
 
 pub async fn run(
@@ -11,7 +11,7 @@ pub async fn run(
     args: &PlanArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer).await?;
+    let lab = Lab::prepare(global, printer, Labnet::Resolve).await?;
     let (_, plan) = lab.plan().await?;
     // Resolving images now surfaces a missing AMI before `up`, not halfway through it.
     let images = lab.images_for(&plan).await?;
@@ -25,6 +25,7 @@ pub async fn run(
             ));
         }
         printer.result(labctl_core::plan::render(&plan).trim_end());
+        printer.result(&lab.cost());
     }
     Ok(if args.detailed_exitcode && !plan.is_empty() {
         ExitCode::from(2)

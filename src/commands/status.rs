@@ -1,30 +1,94 @@
-//! `labctl status`: what the lab has right now, read from AWS.
+//! `labctl status`: what the lab has right now, read from AWS: instances with their
+//! addresses, whether their bootstrap reported ready, and how long until the lifetime
+//! guard stops them.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use labctl_core::Kind;
-use labctl_core::plan::Observed;
+use labctl_core::plan::{Found, Observed};
+use labctl_core::{Kind, Spec};
 use serde_json::json;
 
+use crate::aws::Clients;
 use crate::cli::{GlobalArgs, StatusArgs};
-use crate::lab::Lab;
+use crate::lab::{Lab, Labnet};
 use crate::printer::Printer;
+use crate::reports::{self, Readiness};
 
 pub async fn run(
     global: &GlobalArgs,
     args: &StatusArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer).await?;
+    let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
     let observed = lab.observe().await?;
-    print(&lab.desired.lab, &observed, args.json, printer)?;
+    let ready = readiness(&lab.clients, &observed).await?;
+    print(&lab.desired.lab, &observed, &ready, args.json, printer)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The outputs: instances with ids, states and addresses; the bucket and the zone.
+/// The lab's bucket and its instances as (name, id).
+pub fn instances_of(observed: &Observed) -> (Option<String>, Vec<(String, String)>) {
+    let bucket = observed
+        .resources
+        .iter()
+        .find(|r| r.address.kind == Kind::Bucket)
+        .map(|r| r.id.clone());
+    let instances = observed
+        .resources
+        .iter()
+        .filter(|r| r.address.kind == Kind::Instance)
+        .map(|r| (r.address.name.clone(), r.id.clone()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    (bucket, instances)
+}
+
+/// Every instance's bootstrap report, by instance name.
+pub async fn readiness(
+    c: &Clients,
+    observed: &Observed,
+) -> anyhow::Result<BTreeMap<String, Readiness>> {
+    let (Some(bucket), instances) = instances_of(observed) else {
+        return Ok(BTreeMap::new());
+    };
+    let reads = futures::future::join_all(
+        instances
+            .iter()
+            .map(|(name, id)| reports::read(c, &bucket, name, id)),
+    )
+    .await;
+    instances
+        .into_iter()
+        .zip(reads)
+        .map(|((name, _), r)| Ok((name, r?)))
+        .collect()
+}
+
+/// Time left before the lifetime guard stops a running instance.
+fn remaining(r: &Found) -> Option<Duration> {
+    let Spec::Instance {
+        lifetime_minutes: Some(minutes),
+        running: true,
+        ..
+    } = &r.spec
+    else {
+        return None;
+    };
+    let started: u64 = r.facts.get("launch_time")?.parse().ok()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    let ends = started + minutes * 60;
+    Some(Duration::from_secs(ends.saturating_sub(now)))
+}
+
+/// The outputs: instances with ids, states, addresses, readiness and lifetime left;
+/// the bucket and the zone.
 pub fn print(
     lab: &str,
     observed: &Observed,
+    ready: &BTreeMap<String, Readiness>,
     as_json: bool,
     printer: &Printer,
 ) -> anyhow::Result<()> {
@@ -64,6 +128,18 @@ pub fn print(
                     "public_ip": fact(r, "public_ip"),
                     "dns": record(&r.address.name),
                     "ami": fact(r, "ami"),
+                    "bootstrap": ready.get(&r.address.name).map(|x| match x {
+                        Readiness::Pending => json!({ "reported": false }),
+                        Readiness::Reported(rep) => json!({
+                            "reported": true,
+                            "ok": rep.ok,
+                            "labnet_version": rep.labnet_version,
+                            "services": rep.services,
+                            "finished_at": rep.finished_at,
+                            "error": rep.error,
+                        }),
+                    }),
+                    "lifetime_left_seconds": remaining(r).map(|d| d.as_secs()),
                 })
             })
             .collect();
@@ -87,6 +163,8 @@ pub fn print(
         "PRIVATE IP".into(),
         "PUBLIC IP".into(),
         "DNS".into(),
+        "BOOTSTRAP".into(),
+        "STOPS IN".into(),
     ]];
     for r in &instances {
         table.push([
@@ -96,9 +174,13 @@ pub fn print(
             fact(r, "private_ip").unwrap_or_else(dash),
             fact(r, "public_ip").unwrap_or_else(dash),
             record(&r.address.name).unwrap_or_else(dash),
+            ready
+                .get(&r.address.name)
+                .map_or_else(dash, Readiness::summary),
+            remaining(r).map_or_else(dash, reports::humanize),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..8)
         .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
         .collect();
     for row in &table {

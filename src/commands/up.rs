@@ -3,20 +3,22 @@
 use std::process::ExitCode;
 
 use anyhow::bail;
-use labctl_core::plan::{self, schedule};
+use labctl_core::Kind;
+use labctl_core::plan::{self, Action, schedule};
 
 use super::{confirm, guard_captures, status};
 use crate::aws::apply::{self, Inputs};
 use crate::cli::{GlobalArgs, UpArgs};
-use crate::lab::Lab;
+use crate::lab::{Lab, Labnet};
 use crate::printer::{Printer, StepProgress};
+use crate::reports;
 
 pub async fn run(
     global: &GlobalArgs,
     args: &UpArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer).await?;
+    let lab = Lab::prepare(global, printer, Labnet::Resolve).await?;
     let (observed, plan) = lab.plan().await?;
     // The state the outputs describe: as found, or as verified after applying.
     let now = if plan.is_empty() {
@@ -25,6 +27,19 @@ pub async fn run(
     } else {
         let images = lab.images_for(&plan).await?;
         printer.note(plan::render(&plan).trim_end());
+        printer.note(&lab.cost());
+        if let Some(b) = &lab.labnet
+            && plan.changes.iter().any(|c| {
+                c.address.kind == Kind::Artifact
+                    && matches!(c.action, Action::Create | Action::Replace)
+            })
+        {
+            printer.note(&format!(
+                "labnet to upload: {} ({:.1} MiB)",
+                b.path.display(),
+                b.size as f64 / (1024.0 * 1024.0)
+            ));
+        }
         confirm(&plan, args.yes, printer)?;
         guard_captures(&lab.clients, &plan, args.delete_captures).await?;
         let stages = schedule(&plan, &lab.desired);
@@ -34,6 +49,7 @@ pub async fn run(
             desired: &lab.desired,
             observed: &observed,
             images: &images,
+            labnet: lab.labnet.as_ref().map(|b| b.path.as_path()),
         };
         apply::apply(&lab.clients, &inputs, &stages, &StepProgress::new(printer)).await?;
         // Proof, not hope: observe again; anything left to do is a failure.
@@ -47,7 +63,14 @@ pub async fn run(
         printer.success(&format!("lab `{}` is up", lab.desired.lab));
         after
     };
-    status::print(&lab.desired.lab, &now, args.json, printer)?;
+    if let Some(timeout) = args.wait {
+        let (Some(bucket), instances) = status::instances_of(&now) else {
+            bail!("the lab has no bucket to read readiness reports from");
+        };
+        reports::wait(&lab.clients, &bucket, &instances, timeout, printer).await?;
+    }
+    let ready = status::readiness(&lab.clients, &now).await?;
+    status::print(&lab.desired.lab, &now, &ready, args.json, printer)?;
     printer.note("Take it down with `labctl down`.");
     Ok(ExitCode::SUCCESS)
 }

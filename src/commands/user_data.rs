@@ -7,6 +7,7 @@ use anyhow::bail;
 use labctl_core::diag::closest;
 use labctl_core::{Context, expand};
 
+use crate::artifact;
 use crate::aws::choose_region;
 use crate::cli::{GlobalArgs, UserDataArgs};
 use crate::printer::Printer;
@@ -24,8 +25,10 @@ pub fn run(
         global.region.as_deref(),
         topology.region.as_ref().map(|r| r.value.as_str()),
     )?;
+    let labnet = artifact::resolve(&topology, &global.file, printer)?;
     let ctx = Context {
         region,
+        labnet_sha256: labnet.map(|b| b.sha256),
         ..Context::default()
     };
     let desired = expand(&topology, &ctx);

@@ -1,33 +1,43 @@
-//! The real bootstrap script (`cloud-init/bootstrap.sh`) against LocalStack S3 and an
-//! IMDSv2 double, with every path it writes under a temporary root.
+//! An instance's first boot, for real but for the machine: `labctl up` launches the
+//! default lab on LocalStack (which runs no user-data), then each instance's own
+//! user-data, read back from EC2, is carried out here as cloud-init would: its
+//! `write_files` written and its `runcmd` run, the real bootstrap script among them.
+//!
+//! Everything runs inside a mount namespace (`unshare -m`) with overlays on /etc,
+//! /usr/local and /var/log, so the host's real directories are never written; the test
+//! reads what the instance wrote from the overlays' upper layers. What cannot run here
+//! has stand-ins, and only those: the metadata service (an IMDSv2 double on loopback
+//! serving the instance's id and role credentials), `systemctl` and `snap` (scripts on
+//! PATH that record their calls; the namespace has no systemd of its own). S3 is
+//! LocalStack's, so labnet is fetched with a SigV4-signed request and the readiness
+//! report lands where `labctl status` and `up --wait` read it.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use labctl_core::userdata::{Artifact, UserDataInput, render};
-use sha2::{Digest, Sha256};
+use crate::cloudinit::write_files;
+use crate::harness::{labnet_binary, localstack_endpoint, sdk_config, transcript};
+use crate::reconcile::{REGION, instances, lab_sandbox, ok, tag};
 
-use crate::harness::{localstack_endpoint, repo, sdk_config, unique_lab};
-
-const REGION: &str = "us-east-1";
 const TOKEN: &str = "imds-test-token";
-const FAKE_LABNET: &str = "#!/bin/sh\n\
-    if [ \"$1\" = --version ]; then echo 'labnet 0.1.0 (test)'; exit 0; fi\n\
-    echo \"labnet $*\"\n";
+const ROLE: &str = "labctl-test-role";
+
+/// What the IMDS double saw: method and path, and whether the session token came along.
+type Seen = Arc<Mutex<Vec<(String, bool)>>>;
 
 /// Stands in for EC2's instance metadata service (169.254.169.254), which cannot run
-/// here: IMDSv2 only (a GET without the session token from `PUT /latest/api/token` gets
-/// 401), one role, fake keys. Returns its endpoint and the requests it saw.
-fn imds_double() -> (String, Arc<Mutex<Vec<String>>>) {
+/// here: IMDSv2 only (a GET without the token from `PUT /latest/api/token` gets 401),
+/// the instance's id, one role with fake keys (LocalStack accepts any signature).
+fn imds_double(instance_id: &str) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind IMDS double");
     let addr = listener.local_addr().expect("addr");
-    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen: Seen = Arc::default();
     let log = Arc::clone(&seen);
+    let instance_id = instance_id.to_owned();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
@@ -47,9 +57,11 @@ fn imds_double() -> (String, Arc<Mutex<Vec<String>>>) {
             let mut parts = request.split_whitespace();
             let method = parts.next().unwrap_or("").to_owned();
             let path = parts.next().unwrap_or("").to_owned();
-            log.lock().expect("lock").push(format!("{method} {path}"));
-            let has_token =
-                headers.contains(&format!("x-aws-ec2-metadata-token: {TOKEN}").to_lowercase());
+            let has_token = headers.contains(&format!("x-aws-ec2-metadata-token: {TOKEN}"));
+            log.lock()
+                .expect("lock")
+                .push((format!("{method} {path}"), has_token));
+            let creds = format!("/latest/meta-data/iam/security-credentials/{ROLE}");
             let (status, body) = match (method.as_str(), path.as_str()) {
                 ("PUT", "/latest/api/token")
                     if headers
@@ -59,10 +71,11 @@ fn imds_double() -> (String, Arc<Mutex<Vec<String>>>) {
                     ("200 OK", TOKEN.to_owned())
                 }
                 ("GET", _) if !has_token => ("401 Unauthorized", String::new()),
+                ("GET", "/latest/meta-data/instance-id") => ("200 OK", instance_id.clone()),
                 ("GET", "/latest/meta-data/iam/security-credentials/") => {
-                    ("200 OK", "labctl-test-role".to_owned())
+                    ("200 OK", ROLE.to_owned())
                 }
-                ("GET", "/latest/meta-data/iam/security-credentials/labctl-test-role") => (
+                ("GET", p) if p == creds => (
                     "200 OK",
                     "{\n  \"Code\" : \"Success\",\n  \"Type\" : \"AWS-HMAC\",\n  \
                      \"AccessKeyId\" : \"ASIATESTTESTTEST\",\n  \
@@ -84,93 +97,147 @@ fn imds_double() -> (String, Arc<Mutex<Vec<String>>>) {
     (format!("http://{addr}"), seen)
 }
 
-/// The files a rendered cloud-config writes (`write_files`), by path: the literal
-/// blocks under `content: |`, six spaces deep.
-fn write_files(user_data: &str) -> BTreeMap<String, String> {
-    let mut files = BTreeMap::new();
-    let mut lines = user_data.lines().peekable();
-    let mut path = None;
-    while let Some(line) = lines.next() {
-        if let Some(p) = line.strip_prefix("  - path: ") {
-            path = Some(p.to_owned());
-        } else if line == "    content: |" {
-            let mut content = String::new();
-            while let Some(next) = lines.peek() {
-                if next.is_empty() {
-                    content.push('\n');
-                } else if let Some(body) = next.strip_prefix("      ") {
-                    content.push_str(body);
-                    content.push('\n');
-                } else {
-                    break;
-                }
-                lines.next();
+/// Stand-ins on PATH. `systemctl is-active` answers `active`; every call is recorded.
+const SYSTEMCTL: &str = "#!/bin/sh\n\
+    echo \"systemctl $*\" >>\"$STANDIN_CALLS\"\n\
+    [ \"$1\" = is-active ] && echo active\n\
+    exit 0\n";
+const SNAP: &str = "#!/bin/sh\necho \"snap $*\" >>\"$STANDIN_CALLS\"\nexit 0\n";
+
+/// Mounts the overlays, writes the files, runs the commands: cloud-init's part.
+const DRIVER: &str = r#"set -u
+T=$1
+for d in etc usr/local var/log; do
+  mkdir -p "$T/upper/$d" "$T/work/$d"
+  mount -t overlay overlay -o "lowerdir=/$d,upperdir=$T/upper/$d,workdir=$T/work/$d" "/$d" || exit 90
+done
+cp -a "$T/files/." / || exit 91
+export PATH="$T/standins:$PATH" STANDIN_CALLS="$T/calls.log"
+sh "$T/runcmd.sh"
+rc=$?
+# Units as they stand on the instance, checked by systemd itself.
+units=$(ls /etc/systemd/system/labnet-*.service /etc/systemd/system/labctl-lifetime.* 2>/dev/null)
+if [ -n "$units" ]; then
+  # shellcheck disable=SC2086
+  systemd-analyze verify $units >"$T/verify.log" 2>&1
+  echo $? >"$T/verify.rc"
+fi
+exit "$rc"
+"#;
+
+/// One instance's disk as the test sees it: the upper layers of its overlays.
+struct Machine {
+    dir: tempfile::TempDir,
+}
+
+impl Machine {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let standins = dir.path().join("standins");
+        std::fs::create_dir_all(&standins).expect("standins dir");
+        for (name, text) in [("systemctl", SYSTEMCTL), ("snap", SNAP)] {
+            let path = standins.join(name);
+            std::fs::write(&path, text).expect("write stand-in");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::fs::write(dir.path().join("driver.sh"), DRIVER).expect("write driver");
+        Self { dir }
+    }
+
+    /// A path on the instance, as written during its boots.
+    fn file(&self, path: &str) -> PathBuf {
+        self.dir
+            .path()
+            .join("upper")
+            .join(path.trim_start_matches('/'))
+    }
+
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("calls.log")).unwrap_or_default()
+    }
+
+    /// Boots from `user_data` with the metadata service at `imds`.
+    fn boot(&self, user_data: &str, imds: &str) -> Output {
+        let t = self.dir.path();
+        let files = t.join("files");
+        for (path, content) in write_files(user_data) {
+            let target = files.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&target, content).expect("write file");
+        }
+        let doc: serde_json::Value = serde_saphyr::from_str(user_data).expect("YAML user-data");
+        let runcmd: Vec<String> = doc["runcmd"]
+            .as_array()
+            .expect("runcmd list")
+            .iter()
+            .map(|cmd| {
+                cmd.as_array()
+                    .expect("runcmd entries are lists")
+                    .iter()
+                    .map(|a| shell_quote(a.as_str().expect("string argument")))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        std::fs::write(t.join("runcmd.sh"), runcmd.join("\n") + "\n").expect("runcmd.sh");
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", "bash"])
+            .arg(t.join("driver.sh"))
+            .arg(t);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("AWS_") || key.starts_with("LABCTL_") {
+                cmd.env_remove(key);
             }
-            files.insert(path.take().expect("path before content"), content);
         }
+        cmd.env("LABCTL_S3_ENDPOINT", localstack_endpoint())
+            .env("LABCTL_RETRIES", "3")
+            .env("LABCTL_BACKOFF", "1")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
+            .output()
+            .expect("unshare runs")
     }
-    files
-}
 
-fn user_data(lab: &str, bucket: &str, artifact: &Artifact) -> String {
-    let services = vec!["echo-server".to_owned(), "tcp-server".to_owned()];
-    render(&UserDataInput {
-        lab,
-        instance: "server",
-        role: "server",
-        zone: Some("lab.internal"),
-        region: Some(REGION),
-        bucket,
-        services: &services,
-        lifetime_minutes: Some(240),
-        labnet: Some(artifact),
-    })
-}
-
-/// Writes the rendered instance.env and unit template into `etc`, as cloud-init would.
-fn install_user_data(etc: &Path, user_data: &str) {
-    let files = write_files(user_data);
-    std::fs::create_dir_all(etc).expect("etc dir");
-    for (from, to) in [
-        ("/etc/labctl/instance.env", "instance.env"),
-        ("/etc/labctl/labnet.service.tmpl", "labnet.service.tmpl"),
-    ] {
-        let text = files
-            .get(from)
-            .unwrap_or_else(|| panic!("{from} in user-data"));
-        std::fs::write(etc.join(to), text).expect("write");
+    fn verify(&self) -> (Option<i32>, String) {
+        let t = self.dir.path();
+        let rc = std::fs::read_to_string(t.join("verify.rc"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let log = std::fs::read_to_string(t.join("verify.log")).unwrap_or_default();
+        (rc, log)
     }
 }
 
-fn run_bootstrap(root: &Path, etc: &Path, imds: &str) -> Output {
-    let mut cmd = Command::new("bash");
-    cmd.arg(repo().join("cloud-init/bootstrap.sh"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("AWS_") || key.starts_with("LABCTL_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("LABCTL_ROOT", root)
-        .env("LABCTL_INSTANCE_ENV", etc.join("instance.env"))
-        .env("LABCTL_NO_SYSTEMD", "1")
-        .env("LABCTL_S3_ENDPOINT", localstack_endpoint())
-        .env("LABCTL_RETRIES", "3")
-        .env("LABCTL_BACKOFF", "1")
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
-        .output()
-        .expect("bash runs")
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn transcript(out: &Output) -> String {
-    format!(
-        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+async fn s3() -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk_config(REGION).await)
+            .force_path_style(true)
+            .build(),
     )
 }
 
+async fn user_data_of(instance_id: &str) -> String {
+    let ec2 = aws_sdk_ec2::Client::new(&sdk_config(REGION).await);
+    let out = ec2
+        .describe_instance_attribute()
+        .instance_id(instance_id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .expect("describe user-data");
+    let encoded = out
+        .user_data()
+        .and_then(|v| v.value())
+        .expect("instance has user-data");
+    let bytes = aws_smithy_types::base64::decode(encoded).expect("base64 user-data");
+    String::from_utf8(bytes).expect("utf-8 user-data")
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -178,132 +245,232 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn bootstrap_installs_verified_labnet_and_reports_and_refuses_a_tampered_one() {
-    let lab = unique_lab("boot");
-    let bucket = format!("{lab}-captures");
-    let config = sdk_config(REGION).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
+async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() {
+    let (sb, lab) = lab_sandbox("boot");
+    let up = sb.run(&["up", "--yes"]);
+    assert_eq!(up.code(), 0, "{}", up.transcript());
+    assert!(
+        up.stderr().contains("estimated cost: $"),
+        "{}",
+        up.transcript()
     );
-    s3.create_bucket()
+
+    // The binary `up` uploaded is the one it was given, under its digest.
+    let labnet = std::fs::read(labnet_binary()).expect("labnet binary");
+    let sha = sha256_hex(&labnet);
+    let mut by_name = std::collections::BTreeMap::new();
+    for i in instances(&lab).await {
+        let name = tag(i.tags(), "labctl:address").expect("address tag");
+        let name = name.trim_start_matches("instance/").to_owned();
+        by_name.insert(name, i.instance_id().expect("id").to_owned());
+    }
+    assert_eq!(
+        by_name.keys().collect::<Vec<_>>(),
+        ["client-1", "client-2", "server"]
+    );
+    let server_ud = user_data_of(&by_name["server"]).await;
+    let bucket = server_ud
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("BUCKET=\""))
+        .and_then(|b| b.strip_suffix('"'))
+        .expect("BUCKET in user-data")
+        .to_owned();
+    assert!(
+        server_ud.contains(&format!("LABNET_SHA256=\"{sha}\"")),
+        "{server_ud}"
+    );
+    let object = s3()
+        .await
+        .get_object()
         .bucket(&bucket)
+        .key(format!("artifacts/labnet/{sha}"))
         .send()
         .await
-        .expect("create bucket");
-    let sha = sha256_hex(FAKE_LABNET.as_bytes());
-    let key = format!("artifacts/labnet/{sha}");
-    let put = |body: &'static str| {
-        s3.put_object()
-            .bucket(&bucket)
-            .key(&key)
-            .body(body.as_bytes().to_vec().into())
-            .send()
-    };
-    put(FAKE_LABNET).await.expect("upload labnet");
-    let report = || async {
-        let obj = s3
-            .get_object()
-            .bucket(&bucket)
-            .key("reports/server.json")
-            .send()
-            .await
-            .expect("readiness report in the bucket");
-        let bytes = obj.body.collect().await.expect("body").into_bytes();
-        serde_json::from_slice::<serde_json::Value>(&bytes).expect("report is JSON")
-    };
+        .expect("labnet uploaded under its digest");
+    let uploaded = object.body.collect().await.expect("body").into_bytes();
+    assert!(uploaded == labnet.as_slice(), "uploaded bytes differ");
 
-    let (imds, seen) = imds_double();
-    let artifact = Artifact::S3 {
-        bucket: bucket.clone(),
-        key: key.clone(),
-        sha256: sha.clone(),
-    };
-    let ud = user_data(&lab, &bucket, &artifact);
-    assert_eq!(ud, user_data(&lab, &bucket, &artifact), "deterministic");
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let root = tmp.path().join("root");
-    let etc = tmp.path().join("etc-labctl");
-    install_user_data(&etc, &ud);
-
-    // First boot: fetched with the role's credentials, verified, installed, reported.
-    let out = run_bootstrap(&root, &etc, &imds);
-    assert!(out.status.success(), "{}", transcript(&out));
-    let bin = root.join("usr/local/bin/labnet");
+    // `labctl user-data` prints what EC2 was given (the account id is a placeholder
+    // there, since that command makes no AWS call).
+    let printed = ok(&sb, &["user-data", "server", "--region", REGION]);
     assert_eq!(
-        std::fs::read(&bin).expect("labnet installed"),
-        FAKE_LABNET.as_bytes()
+        printed.trim_end().replace("{account}", "000000000000"),
+        server_ud.trim_end()
     );
-    let mode = std::fs::metadata(&bin).expect("meta").permissions().mode();
-    assert_eq!(mode & 0o777, 0o755);
-    for svc in ["echo-server", "tcp-server"] {
-        let unit =
-            std::fs::read_to_string(root.join(format!("etc/systemd/system/labnet-{svc}.service")))
-                .unwrap_or_else(|e| panic!("unit for {svc}: {e}\n{}", transcript(&out)));
+
+    // Launched, not booted: nothing has reported, and a short wait says so.
+    let run = sb.run(&["up", "--yes", "--wait", "2s"]);
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    assert!(
+        run.stderr()
+            .contains("no readiness report from client-1, client-2, server after 2s"),
+        "{}",
+        run.transcript()
+    );
+    assert!(ok(&sb, &["status"]).contains("no report yet"));
+
+    // Each instance boots from its own user-data.
+    let mut machines = std::collections::BTreeMap::new();
+    for (name, id) in &by_name {
+        let ud = user_data_of(id).await;
+        let (imds, seen) = imds_double(id);
+        let m = Machine::new();
+        let out = m.boot(&ud, &imds);
+        assert!(out.status.success(), "{name}: {}", transcript(&out));
+        assert_eq!(
+            std::fs::read(m.file("/usr/local/bin/labnet")).expect("labnet installed"),
+            labnet
+        );
+        let mode = std::fs::metadata(m.file("/usr/local/bin/labnet"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        let seen = seen.lock().expect("lock").clone();
+        assert!(
+            seen.contains(&("PUT /latest/api/token".into(), false)),
+            "{seen:?}"
+        );
+        assert!(
+            seen.iter()
+                .filter(|(r, _)| r.starts_with("GET"))
+                .all(|(_, token)| *token),
+            "every metadata read carries the IMDSv2 token: {seen:?}"
+        );
+        let calls = m.calls();
+        assert!(
+            calls.contains("snap start --enable amazon-ssm-agent"),
+            "{calls}"
+        );
+        assert!(
+            calls.contains("systemctl enable --now labctl-lifetime.timer"),
+            "the lifetime guard is armed: {calls}"
+        );
+        let (verify_rc, verify_log) = m.verify();
+        assert_eq!(verify_rc, Some(0), "systemd-analyze verify:\n{verify_log}");
+        machines.insert(name.clone(), m);
+    }
+    let server = &machines["server"];
+    let services = [
+        "alnum-server",
+        "echo-server",
+        "intro-server",
+        "tcp-server",
+        "udp-server",
+    ];
+    let calls = server.calls();
+    let units: Vec<String> = services
+        .iter()
+        .map(|s| format!("labnet-{s}.service"))
+        .collect();
+    assert!(
+        calls.contains(&format!("systemctl enable --now {}", units.join(" "))),
+        "{calls}"
+    );
+    for svc in services {
+        let unit = std::fs::read_to_string(
+            server.file(&format!("/etc/systemd/system/labnet-{svc}.service")),
+        )
+        .expect("unit written");
         assert!(
             unit.contains(&format!("\nExecStart=/usr/local/bin/labnet {svc}\n")),
             "{unit}"
         );
         assert!(unit.contains("\nRestart=on-failure\n"), "{unit}");
-        assert!(unit.contains("\nUser=labnet\n"), "{unit}");
-        assert!(unit.contains("\nWantedBy=multi-user.target\n"), "{unit}");
-        assert!(!unit.contains("@SERVICE@"), "{unit}");
+        assert!(unit.contains("\nDynamicUser=yes\n"), "{unit}");
     }
-    let units: Vec<_> = std::fs::read_dir(root.join("etc/systemd/system"))
-        .expect("unit dir")
-        .collect();
-    assert_eq!(units.len(), 2, "one unit per service");
-    let r = report().await;
-    assert_eq!(r["ok"], true, "{r}");
-    assert_eq!(r["instance"], "server", "{r}");
-    assert_eq!(r["labnet_version"], "labnet 0.1.0 (test)", "{r}");
-    assert_eq!(r["labnet_sha256"], sha.as_str(), "{r}");
-    assert_eq!(r["services"]["tcp-server"], "not-started", "{r}");
-    assert_eq!(r["services"]["echo-server"], "not-started", "{r}");
-    assert!(r["error"].is_null(), "{r}");
-    {
-        let seen = seen.lock().expect("lock");
-        assert!(
-            seen.contains(&"PUT /latest/api/token".to_owned()),
-            "{seen:?}"
-        );
-        assert!(
-            seen.contains(
-                &"GET /latest/meta-data/iam/security-credentials/labctl-test-role".to_owned()
-            ),
-            "{seen:?}"
-        );
+    let timer = std::fs::read_to_string(server.file("/etc/systemd/system/labctl-lifetime.timer"))
+        .expect("timer written");
+    assert!(timer.contains("\nOnBootSec=235min\n"), "{timer}");
+    for name in ["client-1", "client-2"] {
+        let dir = machines[name].file("/etc/systemd/system");
+        let labnet_units: Vec<_> = std::fs::read_dir(&dir)
+            .expect("unit dir")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("labnet-"))
+            .collect();
+        assert!(labnet_units.is_empty(), "{name} runs no services");
     }
 
-    // The object is tampered with: the same user-data now names a SHA-256 it does not
-    // have. The installed binary stays as it was, and the failure is reported.
-    put("#!/bin/sh\necho evil\n").await.expect("tamper");
-    let out = run_bootstrap(&root, &etc, &imds);
+    // Now everyone has reported: `up --wait` returns, and status shows it.
+    let run = sb.run(&["up", "--yes", "--wait", "60s"]);
+    assert_eq!(run.code(), 0, "{}", run.transcript());
+    let version = String::from_utf8(
+        Command::new(labnet_binary())
+            .arg("--version")
+            .output()
+            .expect("labnet --version")
+            .stdout,
+    )
+    .expect("utf-8");
+    let version: Vec<&str> = version.split_whitespace().take(2).collect();
+    let ready = format!("ready ({}, 5/5 services active)", version.join(" "));
+    assert!(run.stderr().contains(&ready), "{}", run.transcript());
+    assert!(run.stdout().contains(&ready), "{}", run.transcript());
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&sb, &["status", "--json"])).expect("status JSON");
+    for i in status["instances"].as_array().expect("instances") {
+        assert_eq!(i["bootstrap"]["ok"], true, "{i}");
+        let left = i["lifetime_left_seconds"].as_u64().expect("lifetime left");
+        assert!((4 * 3600 - 600..=4 * 3600).contains(&left), "{i}");
+    }
+
+    // The object is tampered with: the same user-data names a digest it no longer has.
+    // A second run on the server keeps what it had; a fresh instance installs nothing;
+    // both report the refusal, and `status` and `up --wait` show it.
+    s3().await
+        .put_object()
+        .bucket(&bucket)
+        .key(format!("artifacts/labnet/{sha}"))
+        .body(b"#!/bin/sh\necho evil\n".to_vec().into())
+        .send()
+        .await
+        .expect("tamper");
+    let (imds, _) = imds_double(&by_name["server"]);
+    let out = server.boot(&server_ud, &imds);
     assert!(!out.status.success(), "{}", transcript(&out));
     assert_eq!(
-        std::fs::read(&bin).expect("old labnet still there"),
-        FAKE_LABNET.as_bytes()
+        std::fs::read(server.file("/usr/local/bin/labnet")).expect("still there"),
+        labnet
     );
-    let r = report().await;
-    assert_eq!(r["ok"], false, "{r}");
-    let error = r["error"].as_str().expect("error text");
-    assert!(error.contains("SHA-256 mismatch"), "{r}");
+    let fresh = Machine::new();
+    let out = fresh.boot(&server_ud, &imds);
+    assert!(!out.status.success(), "{}", transcript(&out));
+    assert!(!fresh.file("/usr/local/bin/labnet").exists());
+    let status = ok(&sb, &["status"]);
     assert!(
-        r["log_tail"]
-            .as_str()
-            .is_some_and(|t| t.contains("mismatch")),
-        "{r}"
+        status.contains("FAILED: labnet SHA-256 mismatch"),
+        "{status}"
+    );
+    let run = sb.run(&["up", "--yes", "--wait", "30s"]);
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    assert!(
+        run.stderr().contains("the bootstrap failed on server"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stderr().contains("mismatch"),
+        "log tail shown: {}",
+        run.transcript()
     );
 
-    // A fresh instance with the tampered object installs nothing at all.
-    let fresh = tmp.path().join("fresh");
-    let out = run_bootstrap(&fresh, &etc, &imds);
-    assert!(!out.status.success(), "{}", transcript(&out));
-    let bin_dir = fresh.join("usr/local/bin");
-    let left: Vec<_> = std::fs::read_dir(&bin_dir)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "nothing installed: {left:?}");
-    assert_eq!(report().await["ok"], false);
+    ok(&sb, &["down", "--yes"]);
+}
+
+/// Only x86_64 ELF files are uploaded; anything else is refused before any AWS call
+/// changes something, naming where the file came from.
+#[test]
+fn a_binary_the_instances_cannot_run_is_refused() {
+    let (sb, _lab) = lab_sandbox("badbin");
+    let script = sb.write("labnet.sh", "#!/bin/sh\necho hello\n");
+    let run = {
+        let mut cmd = sb.labctl(&["plan"]);
+        cmd.env("LABCTL_LABNET_BINARY", &script);
+        crate::harness::Run(cmd.output().expect("labctl runs"))
+    };
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    let err = run.stderr();
+    assert!(err.contains("LABCTL_LABNET_BINARY="), "{err}");
+    assert!(err.contains("not an ELF executable"), "{err}");
 }

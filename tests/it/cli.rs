@@ -167,7 +167,7 @@ fn user_data_prints_what_an_instance_boots_with() {
     assert!(text.starts_with("#cloud-config\n"), "{text}");
     assert!(text.contains("hostname: client-2\n"), "{text}");
     assert!(text.contains("fqdn: client-2.lab.internal\n"), "{text}");
-    assert!(text.contains("+240"), "the 4h lifetime: {text}");
+    assert!(text.contains("OnBootSec=235min"), "the 4h lifetime: {text}");
     assert!(
         text.contains("REGION=\"eu-north-1\""),
         "the topology's region: {text}"

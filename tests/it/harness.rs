@@ -64,6 +64,7 @@ impl Sandbox {
                 self.dir.path().join("aws-credentials"),
             )
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("LABCTL_LABNET_BINARY", labnet_binary())
             .env("NO_COLOR", "1");
         // Port 9 (discard) on loopback: nothing listens, so calls fail fast and locally.
         let endpoint = self.endpoint.as_deref().unwrap_or("http://127.0.0.1:9");
@@ -99,6 +100,45 @@ impl Run {
             self.stderr()
         )
     }
+}
+
+/// A finished command's exit status and output, for assertion messages.
+pub fn transcript(out: &Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The labnet binary `up` uploads in tests: `LABCTL_LABNET_BINARY` when the test
+/// script built a release one, else the debug build beside this test binary (the
+/// workspace build makes it). Tests never run cargo themselves: its build lock would
+/// deadlock under `cargo test`.
+pub fn labnet_binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::var_os("LABCTL_LABNET_BINARY")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                // target/<profile>/deps/it-<hash> → target/<profile>/labnet
+                let exe = std::env::current_exe().expect("test binary path");
+                exe.parent()
+                    .and_then(|deps| deps.parent())
+                    .expect("target/<profile>")
+                    .join("labnet")
+            });
+        assert!(
+            path.is_file(),
+            "no labnet binary at {}: build the workspace (`cargo build --workspace`) or set \
+             LABCTL_LABNET_BINARY",
+            path.display()
+        );
+        path
+    })
+    .clone()
 }
 
 /// A lab name no other test (in this or a concurrent process, or an earlier run) uses.

@@ -5,6 +5,7 @@
 
 mod bootstrap;
 mod cli;
+mod cloudinit;
 mod harness;
 mod localstack;
 mod reconcile;

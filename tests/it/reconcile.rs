@@ -9,26 +9,26 @@ use labctl_core::desired::TAG_LAB;
 
 use crate::harness::{Sandbox, repo, sdk_config, unique_lab};
 
-const REGION: &str = "eu-north-1";
+pub(crate) const REGION: &str = "eu-north-1";
 /// An x86_64 Ubuntu image in LocalStack's catalogue (it has no 24.04).
 const AMI: &str = "ami-785db401";
 
 /// The repository's default lab under another name, on an image LocalStack has.
-fn default_lab(lab: &str) -> String {
+pub(crate) fn default_lab(lab: &str) -> String {
     std::fs::read_to_string(repo().join("topology.yaml"))
         .expect("topology.yaml")
         .replace("name: netlab", &format!("name: {lab}"))
         .replace("image: ubuntu-24.04", &format!("image: {AMI}"))
 }
 
-fn lab_sandbox(prefix: &str) -> (Sandbox, String) {
+pub(crate) fn lab_sandbox(prefix: &str) -> (Sandbox, String) {
     let lab = unique_lab(prefix);
     let sb = Sandbox::with_localstack();
     sb.write("topology.yaml", &default_lab(&lab));
     (sb, lab)
 }
 
-fn ok(sb: &Sandbox, args: &[&str]) -> String {
+pub(crate) fn ok(sb: &Sandbox, args: &[&str]) -> String {
     let run = sb.run(args);
     assert_eq!(run.code(), 0, "labctl {args:?}\n{}", run.transcript());
     run.stdout()
@@ -52,7 +52,7 @@ fn lab_filter(lab: &str) -> Filter {
         .build()
 }
 
-async fn instances(lab: &str) -> Vec<aws_sdk_ec2::types::Instance> {
+pub(crate) async fn instances(lab: &str) -> Vec<aws_sdk_ec2::types::Instance> {
     let out = ec2()
         .await
         .describe_instances()
@@ -73,7 +73,7 @@ async fn instances(lab: &str) -> Vec<aws_sdk_ec2::types::Instance> {
         .collect()
 }
 
-fn tag(tags: &[aws_sdk_ec2::types::Tag], key: &str) -> Option<String> {
+pub(crate) fn tag(tags: &[aws_sdk_ec2::types::Tag], key: &str) -> Option<String> {
     tags.iter()
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value())
@@ -346,8 +346,36 @@ async fn up_builds_the_default_lab_as_specified_and_down_removes_it() {
         .decode_utf8()
         .expect("utf-8")
         .into_owned();
-    assert!(doc.contains(&format!("arn:aws:s3:::{bucket}/*")), "{doc}");
-    assert!(!doc.contains("\"s3:*\""), "least privilege: {doc}");
+    let doc: serde_json::Value = serde_json::from_str(&doc).expect("policy JSON");
+    let grants: Vec<(String, String)> = doc["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .flat_map(|st| {
+            assert_eq!(st["Effect"], "Allow", "{st}");
+            let action = st["Action"].as_str().expect("one action").to_owned();
+            let resources = match &st["Resource"] {
+                serde_json::Value::String(r) => vec![r.clone()],
+                list => list
+                    .as_array()
+                    .expect("resources")
+                    .iter()
+                    .map(|r| r.as_str().expect("resource").to_owned())
+                    .collect(),
+            };
+            resources.into_iter().map(move |r| (action.clone(), r))
+        })
+        .collect();
+    let arn = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
+    assert_eq!(
+        grants,
+        [
+            ("s3:GetObject".into(), arn("artifacts/labnet/")),
+            ("s3:PutObject".into(), arn("reports/")),
+            ("s3:PutObject".into(), arn("captures/")),
+        ],
+        "least privilege: read labnet, write reports and captures, nothing else"
+    );
 
     // Bucket: private, encrypted, TLS only, tagged.
     let s3 = aws_sdk_s3::Client::from_conf(

@@ -13,8 +13,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::topology::{BucketName, Peer, PortRange, Proto, Topology};
-use crate::userdata::UserDataInput;
+use crate::topology::{ArtifactSource, BucketName, Peer, PortRange, Proto, Topology};
+use crate::userdata::{Artifact, UserDataInput};
 
 /// Tag holding the lab name on every resource the lab owns.
 pub const TAG_LAB: &str = "labctl:lab";
@@ -43,6 +43,8 @@ pub enum Kind {
     InstanceProfile,
     /// S3 bucket for captures and artifacts.
     Bucket,
+    /// The labnet binary, an object in the bucket under a content-addressed key.
+    Artifact,
     /// Route 53 private hosted zone.
     HostedZone,
     /// EC2 instance.
@@ -53,7 +55,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in creation order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Vpc,
         Kind::Subnet,
         Kind::InternetGateway,
@@ -63,6 +65,7 @@ impl Kind {
         Kind::IamRole,
         Kind::InstanceProfile,
         Kind::Bucket,
+        Kind::Artifact,
         Kind::HostedZone,
         Kind::Instance,
         Kind::DnsRecord,
@@ -80,6 +83,7 @@ impl Kind {
             Kind::IamRole => "iam-role",
             Kind::InstanceProfile => "instance-profile",
             Kind::Bucket => "bucket",
+            Kind::Artifact => "artifact",
             Kind::HostedZone => "dns-zone",
             Kind::Instance => "instance",
             Kind::DnsRecord => "dns-record",
@@ -277,6 +281,11 @@ pub enum Spec {
         /// Policy denying requests without TLS.
         tls_only: bool,
     },
+    /// An uploaded artifact (its name is the object key, which holds the digest).
+    Artifact {
+        /// Lowercase hex SHA-256 of the content.
+        sha256: String,
+    },
     /// Private hosted zone.
     HostedZone {
         /// Zone name.
@@ -360,7 +369,9 @@ impl Spec {
                     "inline_policy",
                     inline_policy_bucket
                         .as_ref()
-                        .map_or("none".to_owned(), |b| format!("read/write {b}")),
+                        .map_or("none".to_owned(), |b| {
+                            format!("{b}: get artifacts/labnet, put reports/ and captures/")
+                        }),
                 ),
             ],
             Spec::InstanceProfile { role } => vec![("role", role.clone())],
@@ -375,6 +386,7 @@ impl Spec {
                 ("encrypted", encrypted.to_string()),
                 ("tls_only", tls_only.to_string()),
             ],
+            Spec::Artifact { sha256 } => vec![("sha256", sha256.clone())],
             Spec::HostedZone {
                 zone,
                 vpc_associated,
@@ -433,6 +445,7 @@ impl Spec {
         match self {
             Spec::Vpc { .. } | Spec::Subnet { .. } => attribute == "cidr",
             Spec::HostedZone { .. } => attribute == "zone",
+            Spec::Artifact { .. } => attribute == "sha256",
             Spec::Instance { .. } => matches!(
                 attribute,
                 "image" | "subnet" | "public_ip" | "services" | "lifetime" | "user_data"
@@ -440,6 +453,18 @@ impl Spec {
             _ => false,
         }
     }
+}
+
+/// Name of the labnet artifact's address (`artifact/labnet`).
+pub const LABNET_ARTIFACT: &str = "labnet";
+
+/// Prefix of the keys labnet binaries are uploaded under.
+pub const LABNET_KEY_PREFIX: &str = "artifacts/labnet/";
+
+/// The object key of a labnet binary: named by its content, so an upload never
+/// overwrites a binary an instance may still be fetching.
+pub fn labnet_key(sha256: &str) -> String {
+    format!("{LABNET_KEY_PREFIX}{sha256}")
 }
 
 /// Facts from outside the file that some names and rules need.
@@ -451,6 +476,9 @@ pub struct Context {
     pub region: Option<String>,
     /// The caller's public IPv4 address (for `my-ip`).
     pub my_ip: Option<Ipv4Addr>,
+    /// SHA-256 of the labnet binary labctl uploads (`artifacts.labnet` is `build` or
+    /// `path`); unknown offline, and then no artifact is part of the desired state.
+    pub labnet_sha256: Option<String>,
 }
 
 /// The resources a lab needs, in dependency order.
@@ -636,6 +664,30 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
         tls_only: true,
     };
     push(bucket_addr.clone(), bucket.clone(), spec, vec![]);
+    let labnet = match &t.artifacts.labnet.value {
+        ArtifactSource::Url { url, sha256 } => Some(Artifact::Url {
+            url: url.clone(),
+            sha256: sha256.clone(),
+        }),
+        ArtifactSource::Build | ArtifactSource::Path(_) => {
+            ctx.labnet_sha256.as_ref().map(|sha256| Artifact::S3 {
+                bucket: bucket.clone(),
+                key: labnet_key(sha256),
+                sha256: sha256.clone(),
+            })
+        }
+    };
+    let artifact_addr = match &labnet {
+        Some(Artifact::S3 { key, sha256, .. }) => {
+            let addr = Address::new(Kind::Artifact, LABNET_ARTIFACT);
+            let spec = Spec::Artifact {
+                sha256: sha256.clone(),
+            };
+            push(addr.clone(), key.clone(), spec, vec![bucket_addr.clone()]);
+            Some(addr)
+        }
+        _ => None,
+    };
     let zone = t.dns.as_ref().map(|dns| {
         let addr = Address::single(Kind::HostedZone);
         let zone = dns.zone.value.trim_end_matches('.').to_owned();
@@ -679,6 +731,7 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
             if public_ip {
                 deps.push(route_table.clone());
             }
+            deps.extend(artifact_addr.clone());
             let user_data = crate::userdata::render(&UserDataInput {
                 lab: &lab,
                 instance: &name,
@@ -688,7 +741,7 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
                 bucket: &bucket,
                 services: &services,
                 lifetime_minutes: lifetime,
-                labnet: None,
+                labnet: labnet.as_ref(),
             });
             let spec = Spec::Instance {
                 instance_type: inst.instance_type.value.clone(),
@@ -774,6 +827,7 @@ mod tests {
             account: Some("123456789012".into()),
             region: Some("eu-north-1".into()),
             my_ip: None,
+            labnet_sha256: None,
         };
         expand(&t, &ctx)
     }
@@ -880,6 +934,7 @@ mod tests {
             account: Some("123456789012".into()),
             region: Some("ap-southeast-3".into()),
             my_ip: None,
+            labnet_sha256: None,
         };
         assert!(bucket_name(&t, &ctx).len() <= 63);
     }

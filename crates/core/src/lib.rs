@@ -6,6 +6,7 @@
 //! milliseconds and reused by every command. The CLI reads files and talks to AWS; this
 //! crate decides.
 
+pub mod cost;
 pub mod decode;
 pub mod desired;
 pub mod diag;

@@ -151,6 +151,7 @@ pub fn rank(kind: Kind) -> u8 {
         | Kind::InternetGateway
         | Kind::SecurityGroup
         | Kind::InstanceProfile
+        | Kind::Artifact
         | Kind::HostedZone => 1,
         Kind::RouteTable | Kind::SecurityGroupRules => 2,
         Kind::Instance => 3,
@@ -173,6 +174,7 @@ fn bound_to(child: Kind, parent: Kind) -> bool {
         ) | (Kind::Subnet, Kind::Instance)
             | (Kind::SecurityGroup, Kind::SecurityGroupRules)
             | (Kind::HostedZone, Kind::DnsRecord)
+            | (Kind::Bucket, Kind::Artifact)
     )
 }
 

@@ -16,6 +16,11 @@ use sha2::{Digest, Sha256};
 const CLOUD_CONFIG: &str = include_str!("../../../cloud-init/cloud-config.yaml.tmpl");
 const BOOTSTRAP: &str = include_str!("../../../cloud-init/bootstrap.sh");
 const UNIT_TEMPLATE: &str = include_str!("../../../cloud-init/labnet.service.tmpl");
+const LIFETIME_TIMER: &str = include_str!("../../../cloud-init/labctl-lifetime.timer.tmpl");
+const LIFETIME_SERVICE: &str = include_str!("../../../cloud-init/labctl-lifetime.service");
+
+/// Minutes of warning logged-in users get before the lifetime guard halts the instance.
+pub const LIFETIME_WARNING_MINUTES: u64 = 5;
 
 /// EC2's limit on user-data, in bytes (before base64).
 pub const MAX_USER_DATA: usize = 16 * 1024;
@@ -104,12 +109,37 @@ pub fn render(input: &UserDataInput<'_>) -> String {
     ] {
         let _ = writeln!(env, "{name}=\"{}\"", clean(value));
     }
-    // `shutdown` halts; InstanceInitiatedShutdownBehavior=stop makes that a stop. It is
-    // scheduled before the bootstrap runs, so a failing bootstrap still stops in time.
-    let lifetime = input
-        .lifetime_minutes
-        .map(|m| format!("  - [shutdown, -h, \"+{m}\", \"labctl lifetime reached\"]\n"))
-        .unwrap_or_default();
+    // A timer counting from each boot, so a restarted instance gets its lifetime again;
+    // `shutdown` halts, and InstanceInitiatedShutdownBehavior=stop makes that a stop.
+    // It is armed before the bootstrap runs, so a failing bootstrap still stops in time.
+    let (lifetime_files, lifetime) = match input.lifetime_minutes {
+        Some(minutes) => {
+            let warn = if minutes > 2 * LIFETIME_WARNING_MINUTES {
+                LIFETIME_WARNING_MINUTES
+            } else {
+                0
+            };
+            let timer = LIFETIME_TIMER
+                .replace("@MINUTES@", &minutes.to_string())
+                .replace("@WARN_AT@", &(minutes - warn).to_string());
+            let service = LIFETIME_SERVICE.replace("@WARN@", &warn.to_string());
+            let file = |path: &str, text: &str| {
+                format!(
+                    "  - path: {path}\n    owner: root:root\n    permissions: '0644'\n    \
+                     content: |\n{}\n",
+                    block(text)
+                )
+            };
+            (
+                file("/etc/systemd/system/labctl-lifetime.timer", &timer)
+                    + &file("/etc/systemd/system/labctl-lifetime.service", &service),
+                "  - [systemctl, daemon-reload]\n  \
+                 - [systemctl, enable, --now, labctl-lifetime.timer]\n"
+                    .to_owned(),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
     let lab = clean(input.lab);
     let role = clean(input.role);
     fill(CLOUD_CONFIG, |name| match name {
@@ -121,6 +151,7 @@ pub fn render(input: &UserDataInput<'_>) -> String {
         "unit_template" => Some(block(UNIT_TEMPLATE)),
         "bootstrap" => Some(block(BOOTSTRAP)),
         "lifetime" => Some(lifetime.clone()),
+        "lifetime_files" => Some(lifetime_files.clone()),
         _ => None,
     })
 }
@@ -237,7 +268,7 @@ mod tests {
         assert_eq!(a, render(&input(&svc, Some(240), Some(&art))));
         assert!(a.starts_with("#cloud-config\n"));
         assert!(a.contains("fqdn: server.lab.internal\n"));
-        assert!(a.contains("+240"));
+        assert!(a.contains("OnBootSec=235min"));
         assert!(a.contains("SERVICES=\"tcp-server\"\n"));
         assert!(!a.contains("{{"), "every placeholder filled:\n{a}");
         let base = digest(&a);
@@ -296,10 +327,20 @@ mod tests {
         assert!(env.contains(&format!("LABNET_SHA256=\"{}\"\n", "ab".repeat(32))));
         assert!(env.contains("REGION=\"eu-north-1\"\n"));
         let runcmd = doc["runcmd"].as_array().expect("runcmd");
-        assert_eq!(runcmd.len(), 2, "lifetime guard, then bootstrap");
-        assert_eq!(runcmd[0][0], "shutdown");
+        assert_eq!(runcmd.len(), 3, "lifetime guard, then bootstrap");
         assert_eq!(
             runcmd[1],
+            serde_json::json!(["systemctl", "enable", "--now", "labctl-lifetime.timer"])
+        );
+        let timer = content("/etc/systemd/system/labctl-lifetime.timer");
+        assert!(timer.contains("\nOnBootSec=235min\n"), "{timer}");
+        let service = content("/etc/systemd/system/labctl-lifetime.service");
+        assert!(
+            service.contains("ExecStart=/usr/sbin/shutdown -h +5 "),
+            "{service}"
+        );
+        assert_eq!(
+            runcmd[2],
             serde_json::json!(["bash", "/usr/local/sbin/labctl-bootstrap"])
         );
     }
@@ -330,6 +371,20 @@ mod tests {
         assert_eq!(doc["hostname"], "xLABNET_URL=http://evil");
         assert!(text.contains("      INSTANCE=\"xLABNET_URL=http://evil\"\n"));
         assert!(text.contains("      LABNET_URL=\"\"\n"));
+    }
+
+    #[test]
+    fn lifetime_guard_warns_only_when_there_is_time_to() {
+        let svc = vec![];
+        let short = render(&input(&svc, Some(10), None));
+        assert!(short.contains("OnBootSec=10min"), "{short}");
+        assert!(short.contains("shutdown -h +0 "), "{short}");
+        let long = render(&input(&svc, Some(11), None));
+        assert!(long.contains("OnBootSec=6min"), "{long}");
+        let none = render(&input(&svc, None, None));
+        assert!(!none.contains("labctl-lifetime"), "{none}");
+        let doc: serde_json::Value = serde_saphyr::from_str(&none).expect("valid YAML");
+        assert_eq!(doc["runcmd"].as_array().map(Vec::len), Some(1));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use labctl_core::{Address, Context, Desired, Kind, Spec, check, expand};
 /// resolve to today.
 const IMAGE: &str = "ubuntu-24.04";
 
-const KINDS: [Kind; 12] = [
+const KINDS: [Kind; 13] = [
     Kind::Vpc,
     Kind::Subnet,
     Kind::InternetGateway,
@@ -30,6 +30,7 @@ const KINDS: [Kind; 12] = [
     Kind::IamRole,
     Kind::InstanceProfile,
     Kind::Bucket,
+    Kind::Artifact,
     Kind::HostedZone,
     Kind::Instance,
     Kind::DnsRecord,
@@ -74,9 +75,13 @@ fn ctx() -> Context {
     Context {
         account: Some("123456789012".into()),
         region: Some("eu-north-1".into()),
+        labnet_sha256: Some(LABNET_SHA.into()),
         ..Context::default()
     }
 }
+
+/// The labnet binary's digest the plan is made with.
+const LABNET_SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn default_text() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../topology.yaml");
@@ -149,6 +154,7 @@ fn made_up_id(kind: Kind, i: usize) -> String {
         Kind::HostedZone => "Z",
         Kind::Instance => "i",
         Kind::DnsRecord => "rec",
+        Kind::Artifact => "artifacts/labnet/sha",
     };
     format!("{prefix}-{:04x}", 0xa00 + i)
 }
@@ -358,6 +364,7 @@ fn empty_observed_creates_everything_in_dependency_order() {
             "iam-role",
             "instance-profile",
             "bucket/captures",
+            "artifact/labnet",
             "dns-zone",
             "instance/server",
             "dns-record/server",
@@ -435,7 +442,7 @@ fn observed_equal_to_desired_is_an_empty_plan() {
             )
         );
     }
-    assert_eq!(default_lab().resources.len(), 18);
+    assert_eq!(default_lab().resources.len(), 19);
 }
 
 // ---------------------------------------------------------------------------------
@@ -702,6 +709,72 @@ fn user_data_change_replaces_the_instance() {
 }
 
 #[test]
+fn a_new_labnet_build_uploads_it_replaces_every_instance_and_deletes_the_old_one() {
+    let before = default_lab();
+    let mut observed = matching(&before);
+    // What the bucket holds: the binary the lab was built with, and an older one.
+    let old = observed
+        .resources
+        .iter()
+        .position(|f| f.address == addr("artifact/labnet"))
+        .expect("artifact observed");
+    observed.resources[old].address = addr(&format!("artifact/labnet-{}", &LABNET_SHA[..12]));
+    let stale = Found {
+        address: addr("artifact/labnet-ffffffffffff"),
+        id: "artifacts/labnet/ffff".into(),
+        name: "artifacts/labnet/ffff".into(),
+        spec: Spec::Artifact {
+            sha256: "f".repeat(64),
+        },
+        facts: BTreeMap::new(),
+    };
+    observed.resources.push(stale);
+    let after = expand(
+        &check(&default_text()).topology.expect("valid"),
+        &Context {
+            labnet_sha256: Some("9".repeat(64)),
+            ..ctx()
+        },
+    );
+    let artifact = after
+        .resources
+        .iter()
+        .find(|r| r.address == addr("artifact/labnet"))
+        .expect("artifact desired");
+    assert_eq!(
+        artifact.name,
+        format!("artifacts/labnet/{}", "9".repeat(64))
+    );
+    let plan = diff(&after, &observed);
+    let s = summary(&plan);
+    assert!(
+        s.contains(&("artifact/labnet".into(), Action::Create)),
+        "{s:?}"
+    );
+    for gone in [
+        "artifact/labnet-0123456789ab",
+        "artifact/labnet-ffffffffffff",
+    ] {
+        assert!(s.contains(&(gone.into(), Action::Delete)), "{s:?}");
+    }
+    let instances: Vec<_> = after
+        .resources
+        .iter()
+        .filter(|r| r.address.kind == Kind::Instance)
+        .collect();
+    assert!(!instances.is_empty());
+    for inst in instances {
+        let c = change(&plan, &inst.address.to_string());
+        assert_eq!(c.action, Action::Replace, "{}", inst.address);
+        assert!(inst.depends_on.contains(&addr("artifact/labnet")));
+        let user_data = &after.user_data[&inst.address.name];
+        assert!(user_data.contains(&format!("LABNET_SHA256=\"{}\"", "9".repeat(64))));
+    }
+    let stages = schedule(&plan, &after);
+    check_schedule(&plan, &stages, &[&before, &after]);
+}
+
+#[test]
 fn stopped_instance_is_started_not_replaced() {
     let d = default_lab();
     let mut observed = matching(&d);
@@ -828,8 +901,9 @@ fn vpc_cidr_change_replaces_the_dns_records_with_their_zone() {
         assert_eq!(c.action, Action::Replace, "{a}");
         assert!(c.reason.is_some(), "{a}");
     }
-    // Only the IAM role, the instance profile and the bucket are untouched.
-    assert_eq!(plan.unchanged, 3);
+    // Only the IAM role, the instance profile, the bucket and the binary in it are
+    // untouched.
+    assert_eq!(plan.unchanged, 4);
     let stages = schedule(&plan, &d);
     let records = stage_of(&stages, &Step::Create(addr("dns-record/server")));
     assert!(stage_of(&stages, &Step::Create(addr("instance/server"))) < records);
@@ -859,7 +933,7 @@ fn vpc_replacement_renders_every_cascade() {
             ("instance/box", Action::Replace),
         ])
     );
-    assert_eq!(plan.unchanged, 3);
+    assert_eq!(plan.unchanged, 4, "role, profile, bucket, binary");
     let stages = schedule(&plan, &d);
     check_schedule(&plan, &stages, &[&d]);
     insta::assert_snapshot!("replace_vpc", render(&plan));

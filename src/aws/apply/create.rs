@@ -167,6 +167,10 @@ impl Applier<'_> {
                 self.bucket_settings(a, name).await?;
                 name.to_owned()
             }
+            Spec::Artifact { sha256 } => {
+                self.upload_artifact(a, name, sha256).await?;
+                name.to_owned()
+            }
             Spec::HostedZone { zone, .. } => self.create_zone(a, zone).await?,
             Spec::Instance { .. } => return self.create_instance(a, name, spec).await,
             Spec::DnsRecord { fqdn, ttl, target } => {

@@ -243,6 +243,7 @@ impl Applier<'_> {
                 )?;
             }
             Kind::Bucket => self.delete_bucket(id).await?,
+            Kind::Artifact => self.delete_artifact(id).await?,
             Kind::HostedZone => {
                 gone(
                     self.c

@@ -1,8 +1,10 @@
 //! The capture bucket: private, encrypted, TLS only; emptied before it is deleted.
+//! And the labnet binary in it, which instances fetch with their role.
 
-use anyhow::bail;
-use labctl_core::Address;
+use anyhow::{Context as _, bail};
+use aws_sdk_s3::primitives::ByteStream;
 use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
+use labctl_core::{Address, Kind};
 use serde_json::json;
 
 use super::{Applier, GONE, gone};
@@ -112,6 +114,53 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Uploads the local labnet binary under its content-addressed key. S3 checks the
+    /// SHA-256 it is sent, so a file that changed since the plan is refused.
+    pub(super) async fn upload_artifact(
+        &self,
+        a: &Address,
+        key: &str,
+        sha256: &str,
+    ) -> anyhow::Result<()> {
+        let Some(path) = self.inputs.labnet else {
+            bail!("{a}: no local labnet binary to upload");
+        };
+        let bucket = self.id(&Address::new(Kind::Bucket, "captures"))?;
+        let digest = hex_bytes(sha256).with_context(|| format!("{a}: bad SHA-256 {sha256}"))?;
+        let body = ByteStream::from_path(path)
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        self.c
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key(key)
+            .body(body)
+            .content_type("application/octet-stream")
+            .checksum_sha256(aws_smithy_types::base64::encode(digest))
+            .send()
+            .await
+            .map_err(aws(format!("S3 PutObject {key}")))?;
+        Ok(())
+    }
+
+    pub(super) async fn delete_artifact(&self, key: &str) -> anyhow::Result<()> {
+        let Ok(bucket) = self.id(&Address::new(Kind::Bucket, "captures")) else {
+            return Ok(());
+        };
+        gone(
+            self.c
+                .s3
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(aws(format!("S3 DeleteObject {key}"))),
+        )?;
+        Ok(())
+    }
+
     pub(super) async fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         let s3 = &self.c.s3;
@@ -151,4 +200,14 @@ impl Applier<'_> {
         )?;
         Ok(())
     }
+}
+
+fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
