@@ -88,6 +88,9 @@ pub enum Command {
 pub struct UserDataArgs {
     /// Instance name, as in `labctl status` (`server`, `client-2`).
     pub instance: String,
+    /// Make no AWS call: the account id in the bucket's name shows as `{account}`.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 #[derive(Debug, Args)]

@@ -30,7 +30,7 @@ pub fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Up(args) => block_on(up::run(&cli.global, &args, printer)),
         Command::Down(args) => block_on(down::run(&cli.global, &args, printer)),
         Command::Status(args) => block_on(status::run(&cli.global, &args, printer)),
-        Command::UserData(args) => user_data::run(&cli.global, &args, printer),
+        Command::UserData(args) => block_on(user_data::run(&cli.global, &args, printer)),
         Command::Doctor(args) => block_on(doctor::run(&cli.global, &args, printer)),
     }
 }

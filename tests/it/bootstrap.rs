@@ -7,10 +7,12 @@
 //! /usr/local and /var/log, so the host's real directories are never written; the test
 //! reads what the instance wrote from the overlays' upper layers. What cannot run here
 //! has stand-ins, and only those: the metadata service (an IMDSv2 double on loopback
-//! serving the instance's id and role credentials), `systemctl` and `snap` (scripts on
-//! PATH that record their calls; the namespace has no systemd of its own). S3 is
-//! LocalStack's, so labnet is fetched with a SigV4-signed request and the readiness
-//! report lands where `labctl status` and `up --wait` read it.
+//! serving the instance's id and role credentials), and `systemctl`, `snap` and
+//! `apt-get` (scripts on PATH that record their calls: the namespace has no systemd of
+//! its own, and installing packages would change the host). S3 is LocalStack's, behind a
+//! proxy that checks each request's SigV4 signature as real S3 would (LocalStack checks
+//! none), so labnet is fetched with the role's credentials and the readiness report
+//! lands where `labctl status` and `up --wait` read it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -22,9 +24,25 @@ use std::sync::{Arc, Mutex};
 use crate::cloudinit::write_files;
 use crate::harness::{labnet_binary, localstack_endpoint, sdk_config, transcript};
 use crate::reconcile::{REGION, instances, lab_sandbox, ok, tag};
+use crate::sigv4::{Keys, VerifyingProxy};
 
 const TOKEN: &str = "imds-test-token";
 const ROLE: &str = "labctl-test-role";
+/// The role credentials the IMDS double hands out; S3 requests must be signed with them.
+const ACCESS_KEY: &str = "ASIATESTTESTTEST";
+const SECRET_KEY: &str = "test/secret+key";
+const SESSION_TOKEN: &str = "test-session-token";
+
+/// LocalStack's S3 behind a proxy that refuses what real S3 would refuse for its
+/// signature.
+fn signed_s3() -> VerifyingProxy {
+    let keys = Keys {
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+        session_token: Some(SESSION_TOKEN.into()),
+    };
+    VerifyingProxy::start(localstack_endpoint(), keys, REGION)
+}
 
 /// What the IMDS double saw: method and path, and whether the session token came along.
 type Seen = Arc<Mutex<Vec<(String, bool)>>>;
@@ -77,12 +95,13 @@ fn imds_double(instance_id: &str) -> (String, Seen) {
                 }
                 ("GET", p) if p == creds => (
                     "200 OK",
-                    "{\n  \"Code\" : \"Success\",\n  \"Type\" : \"AWS-HMAC\",\n  \
-                     \"AccessKeyId\" : \"ASIATESTTESTTEST\",\n  \
-                     \"SecretAccessKey\" : \"test/secret+key\",\n  \
-                     \"Token\" : \"test-session-token\",\n  \
-                     \"Expiration\" : \"2099-01-01T00:00:00Z\"\n}"
-                        .to_owned(),
+                    format!(
+                        "{{\n  \"Code\" : \"Success\",\n  \"Type\" : \"AWS-HMAC\",\n  \
+                         \"AccessKeyId\" : \"{ACCESS_KEY}\",\n  \
+                         \"SecretAccessKey\" : \"{SECRET_KEY}\",\n  \
+                         \"Token\" : \"{SESSION_TOKEN}\",\n  \
+                         \"Expiration\" : \"2099-01-01T00:00:00Z\"\n}}"
+                    ),
                 ),
                 _ => ("404 Not Found", String::new()),
             };
@@ -103,6 +122,8 @@ const SYSTEMCTL: &str = "#!/bin/sh\n\
     [ \"$1\" = is-active ] && echo active\n\
     exit 0\n";
 const SNAP: &str = "#!/bin/sh\necho \"snap $*\" >>\"$STANDIN_CALLS\"\nexit 0\n";
+/// cloud-init's `packages` module runs apt-get; here it records what would be installed.
+const APT_GET: &str = "#!/bin/sh\necho \"apt-get $*\" >>\"$STANDIN_CALLS\"\nexit 0\n";
 
 /// Mounts the overlays, writes the files, runs the commands: cloud-init's part.
 const DRIVER: &str = r#"set -u
@@ -135,7 +156,11 @@ impl Machine {
         let dir = tempfile::tempdir().expect("temp dir");
         let standins = dir.path().join("standins");
         std::fs::create_dir_all(&standins).expect("standins dir");
-        for (name, text) in [("systemctl", SYSTEMCTL), ("snap", SNAP)] {
+        for (name, text) in [
+            ("systemctl", SYSTEMCTL),
+            ("snap", SNAP),
+            ("apt-get", APT_GET),
+        ] {
             let path = standins.join(name);
             std::fs::write(&path, text).expect("write stand-in");
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -157,7 +182,7 @@ impl Machine {
     }
 
     /// Boots from `user_data` with the metadata service at `imds`.
-    fn boot(&self, user_data: &str, imds: &str) -> Output {
+    fn boot(&self, user_data: &str, imds: &str, s3: &VerifyingProxy) -> Output {
         let t = self.dir.path();
         let files = t.join("files");
         for (path, content) in write_files(user_data) {
@@ -166,6 +191,16 @@ impl Machine {
             std::fs::write(&target, content).expect("write file");
         }
         let doc: serde_json::Value = serde_saphyr::from_str(user_data).expect("YAML user-data");
+        // cloud-init's order: write_files, then packages (update first when asked), then
+        // runcmd.
+        let mut script = Vec::new();
+        if doc["package_update"] == true {
+            script.push("apt-get update".to_owned());
+        }
+        if let Some(packages) = doc["packages"].as_array() {
+            let names: Vec<&str> = packages.iter().filter_map(|p| p.as_str()).collect();
+            script.push(format!("apt-get install -y {}", names.join(" ")));
+        }
         let runcmd: Vec<String> = doc["runcmd"]
             .as_array()
             .expect("runcmd list")
@@ -179,7 +214,8 @@ impl Machine {
                     .join(" ")
             })
             .collect();
-        std::fs::write(t.join("runcmd.sh"), runcmd.join("\n") + "\n").expect("runcmd.sh");
+        script.extend(runcmd);
+        std::fs::write(t.join("runcmd.sh"), script.join("\n") + "\n").expect("runcmd.sh");
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private", "bash"])
             .arg(t.join("driver.sh"))
@@ -189,7 +225,7 @@ impl Machine {
                 cmd.env_remove(key);
             }
         }
-        cmd.env("LABCTL_S3_ENDPOINT", localstack_endpoint())
+        cmd.env("LABCTL_S3_ENDPOINT", &s3.endpoint)
             .env("LABCTL_RETRIES", "3")
             .env("LABCTL_BACKOFF", "1")
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
@@ -290,13 +326,9 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
     let uploaded = object.body.collect().await.expect("body").into_bytes();
     assert!(uploaded == labnet.as_slice(), "uploaded bytes differ");
 
-    // `labctl user-data` prints what EC2 was given (the account id is a placeholder
-    // there, since that command makes no AWS call).
-    let printed = ok(&sb, &["user-data", "server", "--region", REGION]);
-    assert_eq!(
-        printed.trim_end().replace("{account}", "000000000000"),
-        server_ud.trim_end()
-    );
+    // `labctl user-data` prints exactly what EC2 was given.
+    let printed = ok(&sb, &["user-data", "server"]);
+    assert_eq!(printed.trim_end(), server_ud.trim_end());
 
     // Launched, not booted: nothing has reported, and a short wait says so.
     let run = sb.run(&["up", "--yes", "--wait", "2s"]);
@@ -311,11 +343,12 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
 
     // Each instance boots from its own user-data.
     let mut machines = std::collections::BTreeMap::new();
+    let s3_signed = signed_s3();
     for (name, id) in &by_name {
         let ud = user_data_of(id).await;
         let (imds, seen) = imds_double(id);
         let m = Machine::new();
-        let out = m.boot(&ud, &imds);
+        let out = m.boot(&ud, &imds, &s3_signed);
         assert!(out.status.success(), "{name}: {}", transcript(&out));
         assert_eq!(
             std::fs::read(m.file("/usr/local/bin/labnet")).expect("labnet installed"),
@@ -339,6 +372,10 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
         );
         let calls = m.calls();
         assert!(
+            calls.starts_with("apt-get update\napt-get install -y tcpdump net-tools curl\n"),
+            "packages first: {calls}"
+        );
+        assert!(
             calls.contains("snap start --enable amazon-ssm-agent"),
             "{calls}"
         );
@@ -349,6 +386,24 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
         let (verify_rc, verify_log) = m.verify();
         assert_eq!(verify_rc, Some(0), "systemd-analyze verify:\n{verify_log}");
         machines.insert(name.clone(), m);
+    }
+    // Every S3 request was signed as real S3 demands: the labnet download and the
+    // report upload of each instance.
+    let verdicts = s3_signed.verdicts();
+    for (request, verdict) in &verdicts {
+        assert_eq!(verdict, &Ok(()), "{request}");
+    }
+    for name in by_name.keys() {
+        let get = format!("GET /{bucket}/artifacts/labnet/{sha}");
+        let put = format!("PUT /{bucket}/reports/{name}.json");
+        assert!(
+            verdicts.iter().any(|(r, _)| *r == put),
+            "{put} in {verdicts:?}"
+        );
+        assert!(
+            verdicts.iter().any(|(r, _)| *r == get),
+            "{get} in {verdicts:?}"
+        );
     }
     let server = &machines["server"];
     let services = [
@@ -427,14 +482,14 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
         .await
         .expect("tamper");
     let (imds, _) = imds_double(&by_name["server"]);
-    let out = server.boot(&server_ud, &imds);
+    let out = server.boot(&server_ud, &imds, &s3_signed);
     assert!(!out.status.success(), "{}", transcript(&out));
     assert_eq!(
         std::fs::read(server.file("/usr/local/bin/labnet")).expect("still there"),
         labnet
     );
     let fresh = Machine::new();
-    let out = fresh.boot(&server_ud, &imds);
+    let out = fresh.boot(&server_ud, &imds, &s3_signed);
     assert!(!out.status.success(), "{}", transcript(&out));
     assert!(!fresh.file("/usr/local/bin/labnet").exists());
     let status = ok(&sb, &["status"]);

@@ -161,7 +161,7 @@ fn user_data_prints_what_an_instance_boots_with() {
     let sb = Sandbox::new();
     let topology = std::fs::read_to_string(repo().join("topology.yaml")).expect("topology.yaml");
     sb.write("topology.yaml", &topology);
-    let first = sb.run(&["user-data", "client-2"]);
+    let first = sb.run(&["user-data", "client-2", "--offline"]);
     assert_eq!(first.code(), 0, "{}", first.transcript());
     let text = first.stdout();
     assert!(text.starts_with("#cloud-config\n"), "{text}");
@@ -180,11 +180,11 @@ fn user_data_prints_what_an_instance_boots_with() {
         first.transcript()
     );
     assert_eq!(
-        sb.run(&["user-data", "client-2"]).stdout(),
+        sb.run(&["user-data", "client-2", "--offline"]).stdout(),
         text,
         "rendering is deterministic"
     );
-    let server = sb.run(&["user-data", "server"]).stdout();
+    let server = sb.run(&["user-data", "server", "--offline"]).stdout();
     assert!(
         server.contains("SERVICES=\"alnum-server echo-server intro-server tcp-server udp-server\""),
         "{server}"
@@ -202,4 +202,17 @@ fn user_data_prints_what_an_instance_boots_with() {
         "{}",
         unknown.transcript()
     );
+
+    // Without --offline it asks AWS for the account id; unreachable, it says so and
+    // how to do without.
+    let unreachable = sb.run(&["user-data", "server"]);
+    assert_eq!(unreachable.code(), 1, "{}", unreachable.transcript());
+    assert!(
+        unreachable
+            .stderr()
+            .contains("`--offline` renders without it"),
+        "{}",
+        unreachable.transcript()
+    );
+    assert_eq!(unreachable.stdout(), "");
 }

@@ -9,3 +9,4 @@ mod cloudinit;
 mod harness;
 mod localstack;
 mod reconcile;
+mod sigv4;
