@@ -255,7 +255,8 @@ async fn s3() -> aws_sdk_s3::Client {
     )
 }
 
-async fn user_data_of(instance_id: &str) -> String {
+/// The user-data EC2 holds for an instance, decoded.
+pub(crate) async fn user_data_of(instance_id: &str) -> String {
     let ec2 = aws_sdk_ec2::Client::new(&sdk_config(REGION).await);
     let out = ec2
         .describe_instance_attribute()

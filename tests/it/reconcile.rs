@@ -436,19 +436,7 @@ async fn up_builds_the_default_lab_as_specified_and_down_removes_it() {
                 .map(|t| t.as_str()),
             Some("required")
         );
-        let ud = ec2
-            .describe_instance_attribute()
-            .instance_id(i.instance_id().expect("id"))
-            .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
-            .send()
-            .await
-            .expect("user data");
-        let ud = ud
-            .user_data()
-            .and_then(|u| u.value())
-            .expect("user data set");
-        let ud = String::from_utf8(aws_smithy_types::base64::decode(ud).expect("base64"))
-            .expect("utf-8");
+        let ud = crate::bootstrap::user_data_of(i.instance_id().expect("id")).await;
         let host = name.trim_start_matches("instance/");
         assert!(
             ud.starts_with("#cloud-config") && ud.contains(&format!("hostname: {host}")),
