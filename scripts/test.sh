@@ -24,6 +24,11 @@ labnet=$(cargo build --release --locked -p labnet --bin labnet --message-format=
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 [ -x "$labnet" ] || { echo "test.sh: could not build labnet" >&2; exit 1; }
 export LABCTL_LABNET_BINARY=$labnet
+# The SSM test double, built the same way (debug: the test build shares it).
+ssm_double=$(cargo build --locked -p ssm-double --bin ssm-double --message-format=json-render-diagnostics |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+[ -x "$ssm_double" ] || { echo "test.sh: could not build ssm-double" >&2; exit 1; }
+export LABCTL_SSM_DOUBLE=$ssm_double
 
 # Start (or find) the shared LocalStack before the tests do, so its start-up time is
 # not charged to whichever test happens to run first.

@@ -78,10 +78,19 @@ pub enum Command {
     Down(DownArgs),
     /// What the lab has now: instances, states, addresses, DNS names.
     Status(StatusArgs),
-    /// Print the user-data an instance boots with (the account id left as `{account}`).
+    /// Print the user-data an instance boots with, byte for byte what `up` sends.
     UserData(UserDataArgs),
     /// Check that AWS (or LocalStack) is reachable with the current credentials and region.
     Doctor(DoctorArgs),
+    /// Run a shell command on instances through SSM Run Command, with each one's output
+    /// and exit code (`labctl exec client -- ping -c 3 server.lab.internal`).
+    Exec(ExecArgs),
+    /// Open an interactive shell on an instance through SSM Session Manager (no SSH key,
+    /// no open port). Exit the shell to end the session; labctl exits with its status.
+    SsmShell(SsmShellArgs),
+    /// Forward a local port to a port on an instance through SSM Session Manager (what an
+    /// SSH tunnel did in the labs). Many local connections share one session.
+    Forward(ForwardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -170,4 +179,62 @@ pub struct DoctorArgs {
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// An instance (`server`, `client-2`), a role (every instance of it), or `all`.
+    /// A name that is both an instance and a role means the instance.
+    pub target: String,
+    /// How long the command may run on each instance (`90s`, `10m`; plain numbers are
+    /// seconds; at most 48h).
+    #[arg(long, value_name = "DURATION", default_value = "600", value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+    /// Print each instance's result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments, after `--`. The words are quoted for the shell as
+    /// given, so `-- echo 'a b'` runs exactly that; for pipes or `&&`, use
+    /// `-- sh -c 'a | b'`.
+    #[arg(last = true, required = true, num_args = 1.., value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Seconds, or a duration as `--wait` takes it; SSM accepts 1 s to 48 h.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let d = match text.parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => parse_wait(text)?,
+    };
+    if d.as_secs() < 1 || d.as_secs() > 48 * 3600 {
+        return Err("must be between 1 second and 48h".to_owned());
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Args)]
+pub struct SsmShellArgs {
+    /// Instance name, as in `labctl status` (`server`, `client-2`).
+    pub instance: String,
+    /// Hand the session over to AWS's `session-manager-plugin` (found on PATH), as the
+    /// AWS CLI does, instead of speaking the protocol natively.
+    #[arg(long)]
+    pub plugin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Instance name, as in `labctl status` (`server`, `client-2`).
+    pub instance: String,
+    /// The port on the instance (`8080` for the intro server).
+    pub remote_port: u16,
+    /// The local port on 127.0.0.1 (default: any free one, printed).
+    #[arg(long, value_name = "N")]
+    pub local_port: Option<u16>,
+    /// Hand the session over to AWS's `session-manager-plugin` (found on PATH).
+    #[arg(long)]
+    pub plugin: bool,
+    /// Pause 1 ms after every 1 KiB sent, as the official plugin does (for comparisons).
+    #[arg(long, hide = true)]
+    pub pace_like_plugin: bool,
 }

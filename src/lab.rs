@@ -24,6 +24,8 @@ use crate::{myip, topology_file};
 pub struct Lab {
     pub topology: Topology,
     pub clients: Clients,
+    /// The SDK configuration (credentials, region, endpoints) the clients came from.
+    pub sdk: aws_config::SdkConfig,
     pub desired: Desired,
     /// The labnet binary `up` uploads (`None`: not needed, or fetched from a URL).
     pub labnet: Option<LocalBinary>,
@@ -71,6 +73,7 @@ impl Lab {
         Ok(Self {
             topology,
             clients,
+            sdk: session.config,
             desired,
             labnet,
         })

@@ -11,6 +11,9 @@ mod lab;
 mod myip;
 mod printer;
 mod reports;
+mod session;
+mod targets;
+mod terminal;
 mod topology_file;
 
 use std::process::ExitCode;

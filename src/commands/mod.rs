@@ -2,9 +2,12 @@
 
 mod doctor;
 mod down;
+mod exec;
+mod forward;
 mod graph;
 mod plan;
 mod schema;
+mod ssm_shell;
 mod status;
 mod up;
 mod user_data;
@@ -32,6 +35,9 @@ pub fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Status(args) => block_on(status::run(&cli.global, &args, printer)),
         Command::UserData(args) => block_on(user_data::run(&cli.global, &args, printer)),
         Command::Doctor(args) => block_on(doctor::run(&cli.global, &args, printer)),
+        Command::Exec(args) => block_on(exec::run(&cli.global, &args, printer)),
+        Command::SsmShell(args) => block_on(ssm_shell::run(&cli.global, &args, printer)),
+        Command::Forward(args) => block_on(forward::run(&cli.global, &args, printer)),
     }
 }
 

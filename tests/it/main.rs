@@ -6,7 +6,11 @@
 mod bootstrap;
 mod cli;
 mod cloudinit;
+mod double;
+mod exec;
 mod harness;
 mod localstack;
+mod pty;
 mod reconcile;
 mod sigv4;
+mod ssm;

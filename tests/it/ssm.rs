@@ -1,0 +1,407 @@
+//! `labctl ssm-shell` and `labctl forward` for real, end to end: the lab on LocalStack
+//! (EC2, STS), Session Manager from the project's test double (LocalStack has no
+//! StartSession), which serves the data channel as the agent does, with a real shell
+//! in a pseudo-terminal and real TCP connections behind it. The shell is driven through
+//! a real pseudo-terminal, as a user would type.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::double::Double;
+use crate::harness::Sandbox;
+use crate::pty::{Terminal, assert_cooked};
+use crate::reconcile::{lab_sandbox, ok};
+
+const T: Duration = Duration::from_secs(20);
+const PROMPT: &str = "ssm-user$ ";
+
+fn shell(sb: &Sandbox, double: &Double) -> Terminal {
+    let mut cmd = sb.labctl(&["ssm-shell", "server"]);
+    cmd.env("AWS_ENDPOINT_URL_SSM", double.endpoint());
+    Terminal::spawn(&cmd, 80, 24)
+}
+
+#[test]
+fn a_shell_in_a_real_terminal() {
+    let (sb, _lab) = lab_sandbox("shell");
+    ok(&sb, &["up", "--yes"]);
+    let double = Double::start(&[]);
+    let term = shell(&sb, &double);
+    term.expect(PROMPT, T);
+    term.send("echo hello-$((6*7))\r");
+    term.expect("hello-42", T);
+    // A resize reaches the remote terminal (once the prompt shows: readline rewrites the
+    // size while it prepares one).
+    term.expect(PROMPT, T);
+    term.resize(100, 30);
+    std::thread::sleep(Duration::from_millis(200));
+    term.send("stty size\r");
+    term.expect("30 100", T);
+    // Ctrl-C interrupts the remote command, not labctl.
+    term.send("sh -c 'echo sta\"\"rted; exec sleep 30'\r");
+    term.expect("started", T);
+    term.send("\x03");
+    term.send("echo status-$?\r");
+    term.expect("status-130", Duration::from_secs(5));
+    // The shell's exit status is labctl's, and the terminal is as it was.
+    term.send("exit 3\r");
+    assert_eq!(term.wait(T), 3, "{}", term.transcript());
+    assert!(
+        term.transcript().contains("ended."),
+        "{}",
+        term.transcript()
+    );
+    assert_cooked(&term);
+    let stats = sessions(&double);
+    let session = stats
+        .as_object()
+        .and_then(|m| m.values().next())
+        .expect("session");
+    assert_eq!(
+        session["signed_upgrades"], 1,
+        "the upgrade is SigV4-signed: {session}"
+    );
+    ok(&sb, &["down", "--yes"]);
+}
+
+#[test]
+fn the_shell_survives_the_protocols_hard_cases() {
+    let (sb, _lab) = lab_sandbox("shfault");
+    ok(&sb, &["up", "--yes"]);
+    let double = Double::start(&[
+        "--drop-ack-every",
+        "4",
+        "--reorder",
+        "--duplicate",
+        "--close-after",
+        "30",
+        "--pause-after",
+        "12",
+        "--pause-ms",
+        "400",
+    ]);
+    let term = shell(&sb, &double);
+    term.expect(PROMPT, T);
+    term.send("seq 1 20000; echo seq-$((2+3))\r");
+    // Keystroke by keystroke, as typed: many small input messages.
+    for key in "echo typed-while-paused\r".chars() {
+        term.send(key.to_string());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = term.expect("seq-5", T);
+    term.expect("typed-while-paused\r\n", T);
+    // Every number once, in order.
+    // What a line shows last (bash's bracketed-paste switch ends in a carriage return),
+    // without the letters the terminal echoed as they were typed during the output.
+    let numbers: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.split('\r').rfind(|s| !s.is_empty()))
+        .filter_map(|l| {
+            let digits: String = l.chars().filter(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    let tail: Vec<u32> = numbers
+        .iter()
+        .copied()
+        .skip_while(|n| *n != 1)
+        .take(20000)
+        .collect();
+    assert!(
+        tail == (1..=20000).collect::<Vec<_>>(),
+        "{}",
+        term.transcript()
+    );
+    term.send("exit\r");
+    assert_eq!(term.wait(T), 0, "{}", term.transcript());
+    assert_cooked(&term);
+    let stats = sessions(&double);
+    let session = stats
+        .as_object()
+        .and_then(|m| m.values().next())
+        .expect("one session");
+    assert!(session["acks_dropped"].as_u64() > Some(0), "{session}");
+    // A withheld acknowledgement leaves the message unaccepted: only the client's
+    // retransmission brought it (and the ones behind it, buffered meanwhile) in.
+    assert!(session["out_of_order"].as_u64() > Some(0), "{session}");
+    assert!(
+        session["resumes"].as_u64() >= Some(1),
+        "ResumeSession was called: {session}"
+    );
+    assert!(session["reconnects"].as_u64() >= Some(1), "{session}");
+    assert_eq!(session["received_while_paused"], 0, "{session}");
+    ok(&sb, &["down", "--yes"]);
+}
+
+/// An echo server on loopback: what it reads it writes back, until EOF.
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = [0u8; 16384];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = conn.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// `labctl forward` running, and the local port it printed.
+struct Forward {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn forward(sb: &Sandbox, double: &Double, remote: u16) -> Forward {
+    let mut cmd = sb.labctl(&["forward", "server", &remote.to_string()]);
+    cmd.env("AWS_ENDPOINT_URL_SSM", double.endpoint())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("labctl forward");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("first line");
+    let port = line
+        .strip_prefix("forwarding 127.0.0.1:")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    Forward { child, port }
+}
+
+/// Deterministic bytes for connection `i`.
+fn payload(i: u32, len: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9u32 ^ i.wrapping_mul(2_654_435_761);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn one_session_forwards_a_hundred_concurrent_connections() {
+    let (sb, _lab) = lab_sandbox("fwd");
+    ok(&sb, &["up", "--yes"]);
+    let double = Double::start(&[]);
+    let echo = echo_server();
+    let fwd = forward(&sb, &double, echo);
+    let threads: Vec<_> = (0..100u32)
+        .map(|i| {
+            let port = fwd.port;
+            std::thread::spawn(move || {
+                let data = payload(i, 64 * 1024 + i as usize);
+                let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                conn.set_read_timeout(Some(T)).expect("timeout");
+                let mut reader = conn.try_clone().expect("clone");
+                let expected = data.clone();
+                let read = std::thread::spawn(move || {
+                    let mut back = Vec::new();
+                    reader.read_to_end(&mut back).map(|_| back)
+                });
+                conn.write_all(&data).expect("write");
+                conn.shutdown(Shutdown::Write).expect("half-close");
+                let back = read.join().expect("reader").expect("read to the end");
+                assert!(
+                    back == expected,
+                    "connection {i}: {} bytes back of {}",
+                    back.len(),
+                    expected.len()
+                );
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a connection failed");
+    }
+    let stats = sessions(&double);
+    let sessions = stats.as_object().expect("sessions");
+    assert_eq!(
+        sessions.len(),
+        1,
+        "one session for every connection: {stats}"
+    );
+    drop(fwd);
+    ok(&sb, &["down", "--yes"]);
+}
+
+#[test]
+fn plugin_hand_over_passes_what_the_aws_cli_passes() {
+    let (sb, _lab) = lab_sandbox("plugin");
+    ok(&sb, &["up", "--yes"]);
+    let double = Double::start(&[]);
+    // A stand-in for AWS's session-manager-plugin (not on any registry here): it
+    // records its arguments and exits 4.
+    let dir = sb.write("bin", "");
+    std::fs::remove_file(&dir).expect("make room");
+    std::fs::create_dir(&dir).expect("bin dir");
+    let record = dir.join("args");
+    let script = dir.join("session-manager-plugin");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done > {}\nexit 4\n",
+            record.display()
+        ),
+    )
+    .expect("stand-in");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = sb.labctl(&["ssm-shell", "server", "--plugin"]);
+    cmd.env("AWS_ENDPOINT_URL_SSM", double.endpoint())
+        .env("PATH", path);
+    let out = cmd.output().expect("labctl");
+    assert_eq!(out.status.code(), Some(4), "the plugin's status: {out:?}");
+    let args = std::fs::read_to_string(&record).expect("the plugin ran");
+    let args: Vec<&str> = args.lines().collect();
+    assert_eq!(args.len(), 6, "{args:?}");
+    let response: serde_json::Value = serde_json::from_str(args[0]).expect("response JSON");
+    for key in ["SessionId", "TokenValue", "StreamUrl"] {
+        assert!(
+            response[key].as_str().is_some_and(|v| !v.is_empty()),
+            "{key}: {response}"
+        );
+    }
+    assert_eq!(args[1], crate::reconcile::REGION);
+    assert_eq!(args[2], "StartSession");
+    assert_eq!(args[3], "", "no profile");
+    let request: serde_json::Value = serde_json::from_str(args[4]).expect("request JSON");
+    assert!(
+        request["Target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("i-")),
+        "{request}"
+    );
+    assert_eq!(args[5], double.endpoint());
+    ok(&sb, &["down", "--yes"]);
+}
+
+/// The double's per-session counters (`GET /_double/sessions`).
+fn sessions(double: &Double) -> serde_json::Value {
+    let host = double.endpoint().trim_start_matches("http://").to_owned();
+    let mut conn = TcpStream::connect(&host).expect("connect to the double");
+    write!(
+        conn,
+        "GET /_double/sessions HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    conn.read_to_string(&mut response).expect("response");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
+}
+
+#[test]
+fn a_kms_encrypted_session_is_refused_clearly_and_the_terminal_restored() {
+    let (sb, _lab) = lab_sandbox("kms");
+    ok(&sb, &["up", "--yes"]);
+    let double = Double::start(&["--kms"]);
+    let term = shell(&sb, &double);
+    term.expect("KMS-encrypted", T);
+    assert_eq!(term.wait(T), 1, "{}", term.transcript());
+    assert_cooked(&term);
+    ok(&sb, &["down", "--yes"]);
+}
+
+/// What the labs do through an SSH tunnel: `labnet load` from the laptop against the
+/// instance's intro server, through `labctl forward`.
+#[test]
+fn labnet_load_runs_through_a_forwarded_port() {
+    let (sb, _lab) = lab_sandbox("fwdload");
+    ok(&sb, &["up", "--yes"]);
+    let double = Double::start(&[]);
+    let mut server = std::process::Command::new(crate::harness::labnet_binary())
+        .args(["intro-server", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("labnet intro-server");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let port: u16 = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    let fwd = forward(&sb, &double, port);
+    let load = std::process::Command::new(crate::harness::labnet_binary())
+        .args([
+            "load",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &fwd.port.to_string(),
+        ])
+        .args(["--clients", "50", "--pause", "0.1", "--json"])
+        .output()
+        .expect("labnet load");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        load.status.success(),
+        "{}",
+        crate::harness::transcript(&load)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&load.stdout).expect("load JSON");
+    assert_eq!(doc["runs"][0]["clients"], 50, "{doc}");
+    drop(fwd);
+    ok(&sb, &["down", "--yes"]);
+}
+
+/// A signal to labctl ends the session and leaves the terminal as it was.
+#[test]
+fn a_signal_to_labctl_restores_the_terminal() {
+    let (sb, _lab) = lab_sandbox("shsig");
+    ok(&sb, &["up", "--yes"]);
+    let double = Double::start(&[]);
+    for (signal, code) in [("TERM", 143), ("HUP", 129)] {
+        let term = shell(&sb, &double);
+        term.expect(PROMPT, T);
+        term.signal(signal);
+        assert_eq!(term.wait(T), code, "{signal}: {}", term.transcript());
+        assert_cooked(&term);
+    }
+    let stats = sessions(&double);
+    let terminated = stats
+        .as_object()
+        .expect("sessions")
+        .values()
+        .filter(|s| s["terminated"] == true)
+        .count();
+    assert_eq!(terminated, 2, "each session was terminated: {stats}");
+    ok(&sb, &["down", "--yes"]);
+}
