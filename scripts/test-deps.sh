@@ -46,7 +46,7 @@ series=22.4
 
 # python3 provides /usr/bin/python3 (Debian's, not a pyenv shim on PATH).
 packages=(shellcheck python3 python3-yaml python3-jsonschema python3-requests
-  python3-configobj python3-jsonpatch)
+  python3-configobj python3-jsonpatch tshark)
 
 export DEBIAN_FRONTEND=noninteractive
 say() { echo "test-deps.sh: $*" >&2; }

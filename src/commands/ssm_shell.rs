@@ -27,6 +27,13 @@ pub async fn run(
     if args.plugin {
         return session::hand_over(&lab, &target.id, None, &HashMap::new()).await;
     }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!(
+            "`labctl ssm-shell` needs a terminal on stdin; for one command use \
+             `labctl exec {} -- <command>`",
+            args.instance
+        );
+    }
     let started = session::start(&lab.clients, &lab.sdk, &target.id, None, &HashMap::new()).await?;
     printer.note(&format!(
         "Starting session {} with {} ({}). Exit the shell to end it.",
@@ -35,9 +42,14 @@ pub async fn run(
     // Watch signals and resizes before going raw, so none is missed in between.
     let terminated = terminal::terminated();
     let resizes = terminal::resizes();
-    let raw = terminal::RawMode::enter()?;
-    let outcome = drive(started.channel, resizes, terminated).await;
-    drop(raw);
+    let outcome = match terminal::RawMode::enter() {
+        Ok(raw) => {
+            let outcome = drive(started.channel, resizes, terminated).await;
+            drop(raw);
+            outcome
+        }
+        Err(e) => Err(anyhow!("cannot put the terminal in raw mode: {e}")),
+    };
     match outcome {
         Ok(Ending {
             code,

@@ -71,28 +71,9 @@ impl Drop for Double {
 }
 
 /// The double's binary: `LABCTL_SSM_DOUBLE` when the test script built it, else the
-/// build beside this test binary (the workspace build makes it). Tests never run cargo.
+/// build beside this test binary.
 pub fn binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = std::env::var_os("LABCTL_SSM_DOUBLE")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                // target/<profile>/deps/it-<hash> → target/<profile>/ssm-double
-                let exe = std::env::current_exe().expect("test binary path");
-                exe.parent()
-                    .and_then(|deps| deps.parent())
-                    .expect("target/<profile>")
-                    .join("ssm-double")
-            });
-        assert!(
-            path.is_file(),
-            "no ssm-double at {}: build the workspace (`cargo build --workspace`) or set \
-             LABCTL_SSM_DOUBLE",
-            path.display()
-        );
-        path
-    })
-    .clone()
+    PATH.get_or_init(|| crate::harness::workspace_binary("ssm-double", "LABCTL_SSM_DOUBLE"))
+        .clone()
 }

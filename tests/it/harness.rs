@@ -113,32 +113,34 @@ pub fn transcript(out: &Output) -> String {
 }
 
 /// The labnet binary `up` uploads in tests: `LABCTL_LABNET_BINARY` when the test
-/// script built a release one, else the debug build beside this test binary (the
-/// workspace build makes it). Tests never run cargo themselves: its build lock would
-/// deadlock under `cargo test`.
+/// script built a release one, else the build beside this test binary.
 pub fn labnet_binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = std::env::var_os("LABCTL_LABNET_BINARY")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                // target/<profile>/deps/it-<hash> → target/<profile>/labnet
-                let exe = std::env::current_exe().expect("test binary path");
-                exe.parent()
-                    .and_then(|deps| deps.parent())
-                    .expect("target/<profile>")
-                    .join("labnet")
-            });
-        assert!(
-            path.is_file(),
-            "no labnet binary at {}: build the workspace (`cargo build --workspace`) or set \
-             LABCTL_LABNET_BINARY",
-            path.display()
-        );
-        path
-    })
-    .clone()
+    PATH.get_or_init(|| workspace_binary("labnet", "LABCTL_LABNET_BINARY"))
+        .clone()
+}
+
+/// A binary of another workspace package: `$env` when the test script built it, else
+/// the build beside this test binary (the workspace build makes it). Tests never run
+/// cargo themselves: its build lock would deadlock under `cargo test`.
+pub fn workspace_binary(name: &str, env: &str) -> PathBuf {
+    let path = std::env::var_os(env)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            // target/<profile>/deps/it-<hash> → target/<profile>/<name>
+            let exe = std::env::current_exe().expect("test binary path");
+            exe.parent()
+                .and_then(|deps| deps.parent())
+                .expect("target/<profile>")
+                .join(name)
+        });
+    assert!(
+        path.is_file(),
+        "no {name} binary at {}: build the workspace (`cargo build --workspace`) or set {env}",
+        path.display()
+    );
+    path
 }
 
 /// A lab name no other test (in this or a concurrent process, or an earlier run) uses.

@@ -304,6 +304,21 @@ fn plugin_hand_over_passes_what_the_aws_cli_passes() {
         "{request}"
     );
     assert_eq!(args[5], double.endpoint());
+
+    // Without --plugin and without a terminal, it says what to use instead and starts
+    // no session.
+    let mut cmd = sb.labctl(&["ssm-shell", "server"]);
+    cmd.env("AWS_ENDPOINT_URL_SSM", double.endpoint())
+        .stdin(Stdio::null());
+    let out = cmd.output().expect("labctl");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs a terminal") && err.contains("labctl exec server"),
+        "{err}"
+    );
+    let started = sessions(&double).as_object().map(|m| m.len());
+    assert_eq!(started, Some(1), "only the plugin's session");
     ok(&sb, &["down", "--yes"]);
 }
 

@@ -25,7 +25,7 @@ use labctl_ssm::message::{
 };
 use labctl_ssm::smux;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -481,20 +481,15 @@ impl Sessions {
 }
 
 /// One forwarded connection: the smux stream to a real TCP connection on loopback.
+/// A port nothing listens on closes the stream at once, as the agent does.
 async fn dial(mut stream: smux::Stream, port: u16) {
     match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
         Ok(mut tcp) => {
             let _ = tokio::io::copy_bidirectional(&mut stream, &mut tcp).await;
-            let _ = stream.shutdown().await;
         }
-        Err(e) => {
-            tracing::info!("cannot connect to port {port}: {e}");
-            let _ = stream.shutdown().await;
-        }
+        Err(e) => tracing::info!("cannot connect to port {port}: {e}"),
     }
-    // Drain nothing further; dropping closes both.
-    let mut rest = [0u8; 1];
-    let _ = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut rest)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Client versions from 1.1.70 get smux, as the agent decides.

@@ -272,6 +272,7 @@ const RTO_INITIAL: Duration = Duration::from_millis(200);
 const RTO_MAX: Duration = Duration::from_secs(1);
 const RTO_MIN_VAR: Duration = Duration::from_millis(10);
 const TICK: Duration = Duration::from_millis(20);
+const KEEPALIVE: Duration = Duration::from_secs(300);
 /// How long after a pause messages the peer had already sent may still arrive.
 const PAUSE_GRACE: Duration = Duration::from_millis(50);
 
@@ -341,6 +342,9 @@ impl Driver {
         }
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The official plugin pings every 5 minutes, so an idle session stays open.
+        let mut keepalive =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
         let mut app_done = false;
         loop {
             let can_send = !app_done && !self.paused && self.unacked.len() < self.config.window;
@@ -390,6 +394,14 @@ impl Driver {
                     }
                 },
                 _ = tick.tick() => self.on_tick().await,
+                _ = keepalive.tick(), if self.config.role == Role::Client => {
+                    if let Some(s) = self.socket.as_mut()
+                        && s.send(Message::Ping(Bytes::from_static(b"keepalive"))).await.is_err()
+                    {
+                        self.socket = None;
+                    }
+                    Step::Continue
+                }
             };
             if let Step::End = step {
                 return;
