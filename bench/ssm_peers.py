@@ -118,7 +118,10 @@ def read_until(fd, needle, timeout):
             raise TimeoutError(f"{needle!r} not seen; got {buf[-200:]!r}")
         r, _, _ = select.select([fd], [], [], left)
         if r:
-            buf += os.read(fd, 65536)
+            try:
+                buf += os.read(fd, 65536)
+            except OSError as e:  # EIO: the program ended
+                raise RuntimeError(f"{needle!r} not seen before the end; got {buf[-400:]!r}") from e
     return buf
 
 

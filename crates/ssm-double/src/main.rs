@@ -179,6 +179,8 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(listener: tokio::net::TcpListener, state: Arc<State>) -> anyhow::Result<()> {
     loop {
         let (stream, peer) = listener.accept().await?;
+        // As the service does for interactive sessions: small messages go out at once.
+        let _ = stream.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| route(state.clone(), req));

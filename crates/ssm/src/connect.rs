@@ -77,7 +77,9 @@ pub async fn open(
             request.headers_mut().insert(name, value);
         }
     }
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+    // Keystrokes are tiny messages: Nagle's algorithm would hold each one back for the
+    // previous one's acknowledgement.
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .map_err(|e| format!("cannot open the data channel at {stream_url}: {e}"))?;
     let opening = Opening {
