@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# test-deps.sh - install the host tools the cloud-init tests (tests/it/cloudinit.rs) need.
+# test-deps.sh - install the host tools the tests need beyond Rust and LocalStack.
 #
-# Why: those tests validate every rendered user-data with the cloud-init the instances
-# run (Debian 12's, 22.4) and lint the shell scripts with shellcheck. This makes both
-# present on a Debian 12 host, using only the Debian package archive:
-#   - Debian packages: shellcheck, and the Python modules `cloud-init schema` imports
+# Why: the cloud-init tests (tests/it/cloudinit.rs) validate every rendered user-data
+# with the cloud-init the instances run (Debian 12's, 22.4) and lint the shell scripts
+# with shellcheck; the capture tests (crates/pcap) compare their analysis with tshark's.
+# This makes all of them present on a Debian 12 host, from the Debian package archive:
+#   - Debian packages: shellcheck, tshark, and the Python modules `cloud-init schema` imports
 #     under Debian's /usr/bin/python3 (yaml, jsonschema, requests, configobj,
 #     jsonpatch). Without jsonschema cloud-init 22.4 skips validation silently and
 #     calls anything valid, so it is not optional here.
