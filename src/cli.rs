@@ -88,6 +88,10 @@ pub enum Command {
     /// Open an interactive shell on an instance through SSM Session Manager (no SSH key,
     /// no open port). Exit the shell to end the session; labctl exits with its status.
     SsmShell(SsmShellArgs),
+    /// Summarise captures (pcap or pcapng): one row per conversation, and the TCP
+    /// problems Wireshark would flag (retransmissions, duplicate ACKs, zero windows,
+    /// window full, resets, out-of-order) with counts and first times. No AWS call.
+    PcapSummary(PcapSummaryArgs),
     /// Forward a local port to a port on an instance through SSM Session Manager (what an
     /// SSH tunnel did in the labs). Many local connections share one session.
     Forward(ForwardArgs),
@@ -237,4 +241,14 @@ pub struct ForwardArgs {
     /// Pause 1 ms after every 1 KiB sent, as the official plugin does (for comparisons).
     #[arg(long, hide = true)]
     pub pace_like_plugin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PcapSummaryArgs {
+    /// Capture files (`.pcap`, `.pcapng`).
+    #[arg(required = true)]
+    pub files: Vec<std::path::PathBuf>,
+    /// Print the summaries as JSON, for scripts.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -5,6 +5,7 @@ mod down;
 mod exec;
 mod forward;
 mod graph;
+mod pcap_summary;
 mod plan;
 mod schema;
 mod ssm_shell;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::UserData(args) => block_on(user_data::run(&cli.global, &args, printer)),
         Command::Doctor(args) => block_on(doctor::run(&cli.global, &args, printer)),
         Command::Exec(args) => block_on(exec::run(&cli.global, &args, printer)),
+        Command::PcapSummary(args) => pcap_summary::run(&args, printer),
         Command::SsmShell(args) => block_on(ssm_shell::run(&cli.global, &args, printer)),
         Command::Forward(args) => block_on(forward::run(&cli.global, &args, printer)),
     }

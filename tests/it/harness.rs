@@ -39,6 +39,13 @@ impl Sandbox {
         }
     }
 
+    /// Writes `bytes` to `name` inside the sandbox.
+    pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write file");
+        path
+    }
+
     /// Writes `name` inside the sandbox.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
