@@ -570,6 +570,25 @@ async fn an_unread_stream_stops_the_session_reading_input() {
 }
 
 /// Reads a stream to its end.
+/// Writes `request` and half-closes while reading the whole answer, on any stream.
+async fn exchange<S>(stream: S, request: &[u8]) -> Vec<u8>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let writer = async {
+        wr.write_all(request).await.expect("write the request");
+        wr.shutdown().await.expect("half-close");
+    };
+    let reader = async {
+        let mut got = Vec::new();
+        rd.read_to_end(&mut got).await.expect("read the answer");
+        got
+    };
+    let ((), got) = tokio::join!(writer, reader);
+    got
+}
+
 async fn read_all(mut stream: Stream) -> Vec<u8> {
     let mut got = Vec::new();
     stream.read_to_end(&mut got).await.expect("read");
@@ -679,17 +698,7 @@ async fn a_hundred_concurrent_streams_each_way_arrive_intact() {
             let stream = client.open().await.unwrap();
             tasks.push(tokio::spawn(async move {
                 let id = u64::from(stream.id());
-                let (mut rd, mut wr) = tokio::io::split(stream);
-                let writer = async {
-                    wr.write_all(&Rng::new(id).bytes(LEN)).await.unwrap();
-                    wr.shutdown().await.unwrap();
-                };
-                let reader = async {
-                    let mut got = Vec::new();
-                    rd.read_to_end(&mut got).await.unwrap();
-                    got
-                };
-                let ((), got) = tokio::join!(writer, reader);
+                let got = exchange(stream, &Rng::new(id).bytes(LEN)).await;
                 assert!(
                     got == Rng::new(id + 1_000_000).bytes(LEN),
                     "stream {id}: response differs"
@@ -791,17 +800,7 @@ async fn our_client_against_async_smux_server() {
             let stream = client.open().await.unwrap();
             tasks.push(tokio::spawn(async move {
                 let request = Rng::new(u64::from(stream.id())).bytes(COMPAT_LEN);
-                let (mut rd, mut wr) = tokio::io::split(stream);
-                let writer = async {
-                    wr.write_all(&request).await.unwrap();
-                    wr.shutdown().await.unwrap();
-                };
-                let reader = async {
-                    let mut got = Vec::new();
-                    rd.read_to_end(&mut got).await.unwrap();
-                    got
-                };
-                let ((), got) = tokio::join!(writer, reader);
+                let got = exchange(stream, &request).await;
                 assert!(got == answer(&request), "response differs");
             }));
         }
@@ -857,17 +856,7 @@ async fn async_smux_client_against_our_server() {
             let stream = connector.connect().unwrap();
             tasks.push(tokio::spawn(async move {
                 let request = Rng::new(i + 500).bytes(COMPAT_LEN);
-                let (mut rd, mut wr) = tokio::io::split(stream);
-                let writer = async {
-                    wr.write_all(&request).await.unwrap();
-                    wr.shutdown().await.unwrap();
-                };
-                let reader = async {
-                    let mut got = Vec::new();
-                    rd.read_to_end(&mut got).await.unwrap();
-                    got
-                };
-                let ((), got) = tokio::join!(writer, reader);
+                let got = exchange(stream, &request).await;
                 assert!(got == answer(&request), "response differs");
             }));
         }
