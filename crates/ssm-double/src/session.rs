@@ -286,7 +286,7 @@ impl Sessions {
         sockets.send(ws).await.map_err(|_| "the session ended")?;
         if let Some(rx) = agent {
             let mut config = Config::new(Role::Agent);
-            config.faults = self.config.faults.clone();
+            config.faults = self.config.faults;
             let channel = channel::spawn(Waiting(rx), config);
             if let Some(e) = self.lock().get_mut(id) {
                 e.stats = Some(Arc::clone(&channel.stats));

@@ -78,7 +78,7 @@ impl Role {
 }
 
 /// Deliberate misbehaviour, for a test double to exercise a peer's recovery.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
     /// Do not acknowledge every n-th stream message received.
     pub drop_ack_every: Option<u64>,
@@ -498,7 +498,7 @@ impl Driver {
         );
         Stats::bump(&self.stats.sent);
         self.sent_count += 1;
-        let faults = self.config.faults.clone();
+        let faults = self.config.faults;
         if faults.reorder && self.held.is_none() && seq % 2 == 0 {
             self.held = Some((seq, Instant::now()));
         } else {
