@@ -1,117 +1,26 @@
 #!/usr/bin/env bash
 # labctl instance bootstrap: fetch labnet with the instance role, verify it, install
 # it, run the role's services, and report the result to the lab's bucket.
-# Test hooks: LABCTL_S3_ENDPOINT, LABCTL_RETRIES, LABCTL_BACKOFF and the standard
-# AWS_EC2_METADATA_SERVICE_ENDPOINT.
+# What it shares with lab-capture (the env file, IMDSv2, S3 signing) is in
+# labctl-lib.sh, with its test hooks; LABCTL_LIB says where that is.
 set -Eeuo pipefail
 umask 022
 
-ENV_FILE=/etc/labctl/instance.env
 UNIT_TEMPLATE=/etc/labctl/labnet.service.tmpl
-IMDS=${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}
-IMDS=${IMDS%/}
-RETRIES=${LABCTL_RETRIES:-6}
-BACKOFF=${LABCTL_BACKOFF:-2}
 BIN=/usr/local/bin/labnet
 UNIT_DIR=/etc/systemd/system
 LOG=/var/log/labctl-bootstrap.log
+LIB=${LABCTL_LIB:-/usr/local/lib/labctl/lib.sh}
 
-LAB="" INSTANCE="" ROLE="" REGION="" BUCKET="" SERVICES=""
-LABNET_BUCKET="" LABNET_KEY="" LABNET_URL="" LABNET_SHA256=""
-AK="" SK="" TOKEN="" INSTANCE_ID="" ERROR="" REPORTED=0 SSM="absent"
+REPORTED=0 SSM="absent"
 declare -A STATE=()
 
 mkdir -p "$(dirname "$LOG")"
-log() { printf 'labctl-bootstrap: %s\n' "$*" | tee -a "$LOG" >&2; }
-fail() {
-  ERROR=$*
-  log "FAILED: $ERROR"
+# shellcheck source=/dev/null  # labctl-lib.sh, linted on its own
+. "$LIB" || {
+  echo "labctl-bootstrap: cannot read $LIB" >&2
   exit 1
 }
-
-# Runs "$@" until it succeeds, at most $RETRIES times, backing off 1x, 2x, 4x ... $BACKOFF s.
-retry() {
-  local attempt=1 delay=$BACKOFF
-  until "$@"; do
-    if ((attempt >= RETRIES)); then
-      return 1
-    fi
-    log "attempt $attempt of $RETRIES failed: $1; retrying in ${delay}s"
-    sleep "$delay"
-    attempt=$((attempt + 1))
-    delay=$((delay * 2))
-  done
-}
-
-read_env() {
-  local line key value
-  [[ -r $ENV_FILE ]] || fail "cannot read $ENV_FILE"
-  while IFS= read -r line || [[ -n $line ]]; do
-    [[ -z $line || $line == \#* || $line != *=* ]] && continue
-    key=${line%%=*}
-    value=${line#*=}
-    value=${value#\"}
-    value=${value%\"}
-    case $key in
-      LAB | INSTANCE | ROLE | REGION | BUCKET | SERVICES | LABNET_BUCKET | LABNET_KEY | LABNET_URL | LABNET_SHA256)
-        printf -v "$key" '%s' "$value"
-        ;;
-    esac
-  done <"$ENV_FILE"
-  [[ -n $INSTANCE && -n $BUCKET ]] || fail "$ENV_FILE lacks INSTANCE or BUCKET"
-}
-
-imds_token() {
-  curl -sS -f --max-time 5 -X PUT "$IMDS/latest/api/token" \
-    -H "X-aws-ec2-metadata-token-ttl-seconds: 21600" 2>>"$LOG"
-}
-
-imds_get() {
-  curl -sS -f --max-time 5 -H "X-aws-ec2-metadata-token: $1" "$IMDS/latest/$2" 2>>"$LOG"
-}
-
-json_field() {
-  sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" <<<"$2" | head -n 1
-}
-
-# Sets AK, SK, TOKEN from the instance role, and INSTANCE_ID (and REGION when the env
-# file has none) from the metadata service.
-fetch_credentials() {
-  local token role creds
-  token=$(imds_token) || return 1
-  if [[ -z $REGION ]]; then
-    REGION=$(imds_get "$token" meta-data/placement/region) || return 1
-  fi
-  if [[ -z $INSTANCE_ID ]]; then
-    INSTANCE_ID=$(imds_get "$token" meta-data/instance-id) || return 1
-  fi
-  role=$(imds_get "$token" meta-data/iam/security-credentials/ | head -n 1) || return 1
-  [[ -n $role ]] || return 1
-  creds=$(imds_get "$token" "meta-data/iam/security-credentials/$role") || return 1
-  AK=$(json_field AccessKeyId "$creds")
-  SK=$(json_field SecretAccessKey "$creds")
-  TOKEN=$(json_field Token "$creds")
-  [[ -n $AK && -n $SK ]]
-}
-
-# The one signing helper for every S3 call: s3 GET|PUT <key> <file>.
-# Credentials go to curl on stdin, never on its command line.
-s3() {
-  local method=$1 key=$2 file=$3 url
-  url="${LABCTL_S3_ENDPOINT:-https://s3.$REGION.amazonaws.com}"
-  url="${url%/}/$BUCKET/$key"
-  local args=(-sS -f --max-time 120 --aws-sigv4 "aws:amz:$REGION:s3" --config -
-    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
-  if [[ $method == PUT ]]; then
-    args+=(-X PUT -H "Content-Type: application/json" --upload-file "$file")
-  else
-    args+=(-o "$file")
-  fi
-  printf 'user = "%s:%s"\nheader = "x-amz-security-token: %s"\n' "$AK" "$SK" "$TOKEN" |
-    curl "${args[@]}" "$url" 2>>"$LOG"
-}
-
-s3_fetch() { fetch_credentials && s3 "$@"; }
 
 download() {
   if [[ -n $LABNET_URL ]]; then
@@ -208,7 +117,7 @@ report() {
     if [[ $ok == true ]]; then printf 'null'; else json_str "$ERROR"; fi
     printf ',"log_tail":%s}\n' "$(json_str "$(tail -n 30 "$LOG")")"
   } >"$file"
-  if retry s3_fetch PUT "reports/$INSTANCE.json" "$file"; then
+  if retry s3_fetch PUT "reports/$INSTANCE.json" "$file" application/json; then
     log "reported ok=$ok to s3://$BUCKET/reports/$INSTANCE.json"
   else
     log "could not write the readiness report"

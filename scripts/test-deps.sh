@@ -3,9 +3,11 @@
 #
 # Why: the cloud-init tests (tests/it/cloudinit.rs) validate every rendered user-data
 # with the cloud-init the instances run (Debian 12's, 22.4) and lint the shell scripts
-# with shellcheck; the capture tests (crates/pcap) compare their analysis with tshark's.
+# with shellcheck; the capture tests compare their analysis with tshark's on files
+# crafted byte by byte and on real tcpdump captures, with loss induced by nftables in a
+# network namespace of their own.
 # This makes all of them present on a Debian 12 host, from the Debian package archive:
-#   - Debian packages: shellcheck, tshark, and the Python modules `cloud-init schema` imports
+#   - Debian packages: shellcheck, tshark, tcpdump, nftables, and the Python modules `cloud-init schema` imports
 #     under Debian's /usr/bin/python3 (yaml, jsonschema, requests, configobj,
 #     jsonpatch). Without jsonschema cloud-init 22.4 skips validation silently and
 #     calls anything valid, so it is not optional here.
@@ -47,7 +49,7 @@ series=22.4
 
 # python3 provides /usr/bin/python3 (Debian's, not a pyenv shim on PATH).
 packages=(shellcheck python3 python3-yaml python3-jsonschema python3-requests
-  python3-configobj python3-jsonpatch tshark)
+  python3-configobj python3-jsonpatch tshark tcpdump nftables)
 
 export DEBIAN_FRONTEND=noninteractive
 say() { echo "test-deps.sh: $*" >&2; }

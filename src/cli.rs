@@ -78,7 +78,8 @@ pub enum Command {
     Down(DownArgs),
     /// What the lab has now: instances, states, addresses, DNS names.
     Status(StatusArgs),
-    /// Print the user-data an instance boots with, byte for byte what `up` sends.
+    /// Print the user-data an instance boots with: what `up` sends, before `up`
+    /// gzip-compresses it (cloud-init inflates it on the instance).
     UserData(UserDataArgs),
     /// Check that AWS (or LocalStack) is reachable with the current credentials and region.
     Doctor(DoctorArgs),
@@ -95,6 +96,92 @@ pub enum Command {
     /// Forward a local port to a port on an instance through SSM Session Manager (what an
     /// SSH tunnel did in the labs). Many local connections share one session.
     Forward(ForwardArgs),
+    /// Start a tcpdump capture on instances (over SSM); each finished file goes to the
+    /// lab's bucket, under captures/<instance>/, for `labctl pcap-fetch`.
+    Capture(CaptureArgs),
+    /// Download the lab's captures into <out>/<instance>/: concurrently, verified
+    /// (size and SHA-256), resuming interrupted downloads, skipping identical files.
+    PcapFetch(PcapFetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// An instance (`server`, `client-2`), a role (every instance of it), or `all`.
+    pub target: String,
+    /// A tcpdump filter (`tcp port 8080`, `udp and host 10.0.1.5`).
+    #[arg(long, value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// How long to record.
+    #[arg(long, value_name = "N", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub seconds: u32,
+    /// Stop after this many packets (or when the time is up, whichever is first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub count: Option<u32>,
+    /// The interface (default: the instance's default route's; `any` for all).
+    #[arg(long, value_name = "IF")]
+    pub interface: Option<String>,
+    /// Start a new file every N seconds; each is uploaded when it is complete.
+    #[arg(long, value_name = "N", conflicts_with = "rotate_mb",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rotate_seconds: Option<u32>,
+    /// Start a new file every N MB; each is uploaded when it is complete.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rotate_mb: Option<u32>,
+    /// File names start with this (lowercase letters, digits, dashes).
+    #[arg(long, value_name = "NAME", default_value = "capture")]
+    pub label: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PcapFetchArgs {
+    /// Instances to fetch from (default: all of them).
+    pub instances: Vec<String>,
+    /// Where to put them: <out>/<instance>/<file>.
+    #[arg(long, value_name = "DIR", default_value = "captures")]
+    pub out: PathBuf,
+    /// Only captures stored since this time: RFC 3339 (`2026-03-01T14:00:00Z`), a date
+    /// (`2026-03-01`, UTC), or a span back from now (`90m`, `2h`, `1d`).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<std::time::SystemTime>,
+    /// Only the newest capture of each instance.
+    #[arg(long)]
+    pub latest: bool,
+    /// Replace local files that differ from the bucket's (default: refuse, keep them).
+    #[arg(long)]
+    pub force: bool,
+    /// Downloads at once.
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// List what would be fetched, download nothing.
+    #[arg(long)]
+    pub list: bool,
+}
+
+/// `--since`: an instant, a UTC date, or a span back from now.
+fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    if let Ok(t) = DateTime::from_str(text, Format::DateTime) {
+        return std::time::SystemTime::try_from(t).map_err(|e| e.to_string());
+    }
+    if let Ok(t) = DateTime::from_str(&format!("{text}T00:00:00Z"), Format::DateTime) {
+        return std::time::SystemTime::try_from(t).map_err(|e| e.to_string());
+    }
+    let span = match text.strip_suffix('d').map(str::parse::<u64>) {
+        Some(Ok(days)) => Ok(std::time::Duration::from_secs(days * 86_400)),
+        _ => parse_wait(text),
+    };
+    match span {
+        Ok(span) => std::time::SystemTime::now()
+            .checked_sub(span)
+            .ok_or_else(|| "that is before the epoch".to_owned()),
+        Err(_) => Err(
+            "expected an RFC 3339 time (2026-03-01T14:00:00Z), a date (2026-03-01) or a span \
+             back from now (90m, 2h, 1d)"
+                .to_owned(),
+        ),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -251,4 +338,15 @@ pub struct PcapSummaryArgs {
     /// Print the summaries as JSON, for scripts.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the capture's I/O graph as a PNG, like Wireshark's: packets per
+    /// interval (blue line) and TCP errors per interval (red bars: packets with any TCP
+    /// problem the summary counts, resets included). With several files, FILE.png
+    /// becomes FILE-1.png, FILE-2.png, ... in the order given. The path written is
+    /// printed (a "plot" field with --json).
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+    /// The I/O graph's interval in seconds, e.g. 0.01 (default: 1, 2 or 5 times a power
+    /// of ten, at least 1 ms, giving at most 200 intervals).
+    #[arg(long, value_name = "SECONDS", requires = "plot")]
+    pub interval: Option<f64>,
 }

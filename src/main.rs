@@ -9,6 +9,7 @@ mod cli;
 mod commands;
 mod lab;
 mod myip;
+mod plot;
 mod printer;
 mod reports;
 mod session;

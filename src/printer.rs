@@ -22,6 +22,11 @@ impl Printer {
         Self { quiet }
     }
 
+    /// Whether progress and notes are silenced.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// A result line on stdout.
     pub fn result(&self, text: &str) {
         println!("{text}");

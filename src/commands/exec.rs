@@ -39,28 +39,7 @@ pub async fn run(
     let targets = targets::resolve(&lab, &args.target).await?;
     targets::require_online(&lab.clients, &targets).await?;
     let line = shell_line(&args.command);
-    let timeout = args.timeout.as_secs();
-    let delivery = timeout.max(MIN_DELIVERY_SECS);
-    let command_id = send(&lab.clients, &targets, &line, timeout, delivery).await?;
-    tracing::info!(%command_id, %line, "command sent");
-    // The agent has `delivery` seconds to start it and `timeout` to run it; SSM then
-    // reports TimedOut itself. The margin covers SSM's own reporting delay.
-    let policy = Backoff {
-        first: Duration::from_millis(200),
-        max: Duration::from_secs(3),
-        deadline: Duration::from_secs(delivery + timeout + 60),
-    };
-    let results = futures::future::join_all(
-        targets
-            .iter()
-            .map(|t| invocation(&lab.clients, &command_id, t, policy)),
-    )
-    .await;
-    let outcomes: Vec<Outcome> = targets
-        .iter()
-        .zip(results)
-        .map(|(t, r)| Outcome::new(t, r))
-        .collect();
+    let outcomes = run_line(&lab.clients, &targets, &line, args.timeout, "labctl exec").await?;
     if args.json {
         let rows: Vec<_> = outcomes
             .iter()
@@ -68,7 +47,7 @@ pub async fn run(
                 json!({
                     "instance": o.target.name,
                     "id": o.target.id,
-                    "command_id": command_id,
+                    "command_id": o.command_id,
                     "status": o.status,
                     "exit_code": o.exit_code,
                     "stdout": o.stdout,
@@ -102,9 +81,43 @@ pub async fn run(
     Ok(ExitCode::FAILURE)
 }
 
+/// Runs `line` on every target through SSM Run Command and waits for each result. The
+/// agent has `timeout` to run it (and at least MIN_DELIVERY_SECS to pick it up); a
+/// target without a result gets an [`Outcome`] saying why.
+pub(crate) async fn run_line<'t>(
+    clients: &Clients,
+    targets: &'t [Target],
+    line: &str,
+    timeout: Duration,
+    comment: &str,
+) -> anyhow::Result<Vec<Outcome<'t>>> {
+    let timeout = timeout.as_secs();
+    let delivery = timeout.max(MIN_DELIVERY_SECS);
+    let command_id = send(clients, targets, line, timeout, delivery, comment).await?;
+    tracing::info!(%command_id, %line, "command sent");
+    // SSM reports TimedOut itself after delivery + timeout; the margin covers its own
+    // reporting delay.
+    let policy = Backoff {
+        first: Duration::from_millis(200),
+        max: Duration::from_secs(3),
+        deadline: Duration::from_secs(delivery + timeout + 60),
+    };
+    let results = futures::future::join_all(
+        targets
+            .iter()
+            .map(|t| invocation(clients, &command_id, t, policy)),
+    )
+    .await;
+    Ok(targets
+        .iter()
+        .zip(results)
+        .map(|(t, r)| Outcome::new(t, &command_id, r))
+        .collect())
+}
+
 /// The command's words as one shell line: each word quoted unless it needs none, so
 /// the instance's shell sees exactly the words given.
-fn shell_line(words: &[String]) -> String {
+pub(crate) fn shell_line(words: &[String]) -> String {
     words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
 }
 
@@ -122,6 +135,7 @@ async fn send(
     line: &str,
     timeout: u64,
     delivery: u64,
+    comment: &str,
 ) -> anyhow::Result<String> {
     let out = clients
         .ssm
@@ -130,7 +144,7 @@ async fn send(
         .set_instance_ids(Some(targets.iter().map(|t| t.id.clone()).collect()))
         .parameters("commands", vec![line.to_owned()])
         .parameters("executionTimeout", vec![timeout.to_string()])
-        .comment("labctl exec")
+        .comment(comment)
         .timeout_seconds(i32::try_from(delivery).unwrap_or(i32::MAX))
         // One instance failing never stops SSM from running it on the others.
         .max_errors("100%")
@@ -213,24 +227,27 @@ fn is_final(status: &CommandInvocationStatus) -> bool {
 }
 
 /// One instance's result, as shown and as JSON.
-struct Outcome<'a> {
-    target: &'a Target,
+pub(crate) struct Outcome<'a> {
+    pub target: &'a Target,
+    pub command_id: String,
     /// SSM's invocation status (`Success`, `Failed`, `TimedOut`...), when it ended.
-    status: Option<String>,
+    pub status: Option<String>,
     details: String,
     /// The command's exit code, when it ran to an end.
-    exit_code: Option<i32>,
-    stdout: String,
-    stderr: String,
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
     /// Why there is no result (an API error, or labctl's own deadline).
-    error: Option<String>,
+    pub error: Option<String>,
 }
 
 impl<'a> Outcome<'a> {
-    fn new(target: &'a Target, result: anyhow::Result<Finished>) -> Self {
+    fn new(target: &'a Target, command_id: &str, result: anyhow::Result<Finished>) -> Self {
+        let command_id = command_id.to_owned();
         match result {
             Ok(f) => Outcome {
                 target,
+                command_id,
                 // SSM answers -1 when the command did not run to an exit code.
                 exit_code: (f.code >= 0 && f.status != CommandInvocationStatus::TimedOut)
                     .then_some(f.code),
@@ -242,6 +259,7 @@ impl<'a> Outcome<'a> {
             },
             Err(e) => Outcome {
                 target,
+                command_id,
                 status: None,
                 details: String::new(),
                 exit_code: None,
@@ -255,7 +273,7 @@ impl<'a> Outcome<'a> {
         }
     }
 
-    fn succeeded(&self) -> bool {
+    pub fn succeeded(&self) -> bool {
         self.status.as_deref() == Some("Success") && self.exit_code == Some(0)
     }
 
@@ -268,7 +286,7 @@ impl<'a> Outcome<'a> {
     }
 
     /// `exit 0`, `exit 3`, `timed out after 600s`...
-    fn verdict(&self, timeout: Duration) -> String {
+    pub fn verdict(&self, timeout: Duration) -> String {
         if let Some(e) = &self.error {
             return format!("no result: {e}");
         }

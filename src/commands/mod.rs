@@ -1,10 +1,12 @@
 //! One module per command; [`run`] dispatches to them.
 
+mod capture;
 mod doctor;
 mod down;
 mod exec;
 mod forward;
 mod graph;
+mod pcap_fetch;
 mod pcap_summary;
 mod plan;
 mod schema;
@@ -40,6 +42,8 @@ pub fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::PcapSummary(args) => pcap_summary::run(&args, printer),
         Command::SsmShell(args) => block_on(ssm_shell::run(&cli.global, &args, printer)),
         Command::Forward(args) => block_on(forward::run(&cli.global, &args, printer)),
+        Command::Capture(args) => block_on(capture::run(&cli.global, &args, printer)),
+        Command::PcapFetch(args) => block_on(pcap_fetch::run(&cli.global, &args, printer)),
     }
 }
 

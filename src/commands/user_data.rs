@@ -1,7 +1,7 @@
 //! `labctl user-data`: what an instance boots with, so a user can read exactly what
-//! will run before it runs. The bytes are those `up` sends: the account id (part of the
-//! bucket's name) comes from one STS call. `--offline` makes no call and shows it as
-//! `{account}`.
+//! will run before it runs. The text is what `up` sends (gzip-compressed; cloud-init
+//! inflates it): the account id (part of the bucket's name) comes from one STS call.
+//! `--offline` makes no call and shows it as `{account}`.
 
 use std::process::ExitCode;
 

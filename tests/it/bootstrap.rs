@@ -35,7 +35,7 @@ const SESSION_TOKEN: &str = "test-session-token";
 
 /// LocalStack's S3 behind a proxy that refuses what real S3 would refuse for its
 /// signature.
-fn signed_s3() -> VerifyingProxy {
+pub(crate) fn signed_s3() -> VerifyingProxy {
     let keys = Keys {
         access_key: ACCESS_KEY.into(),
         secret_key: SECRET_KEY.into(),
@@ -45,12 +45,12 @@ fn signed_s3() -> VerifyingProxy {
 }
 
 /// What the IMDS double saw: method and path, and whether the session token came along.
-type Seen = Arc<Mutex<Vec<(String, bool)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(String, bool)>>>;
 
 /// Stands in for EC2's instance metadata service (169.254.169.254), which cannot run
 /// here: IMDSv2 only (a GET without the token from `PUT /latest/api/token` gets 401),
 /// the instance's id, one role with fake keys (LocalStack accepts any signature).
-fn imds_double(instance_id: &str) -> (String, Seen) {
+pub(crate) fn imds_double(instance_id: &str) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind IMDS double");
     let addr = listener.local_addr().expect("addr");
     let seen: Seen = Arc::default();
@@ -255,7 +255,7 @@ async fn s3() -> aws_sdk_s3::Client {
     )
 }
 
-/// The user-data EC2 holds for an instance, decoded.
+/// The user-data EC2 holds for an instance, decoded and inflated as cloud-init does.
 pub(crate) async fn user_data_of(instance_id: &str) -> String {
     let ec2 = aws_sdk_ec2::Client::new(&sdk_config(REGION).await);
     let out = ec2
@@ -270,7 +270,11 @@ pub(crate) async fn user_data_of(instance_id: &str) -> String {
         .and_then(|v| v.value())
         .expect("instance has user-data");
     let bytes = aws_smithy_types::base64::decode(encoded).expect("base64 user-data");
-    String::from_utf8(bytes).expect("utf-8 user-data")
+    assert_eq!(&bytes[..2], [0x1f, 0x8b], "user-data is gzip-compressed");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
+        .expect("gzip user-data inflates to UTF-8");
+    text
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -372,14 +372,17 @@ fn write_files_reads_literal_blocks() {
 fn shell_scripts_pass_shellcheck() {
     let repo = repo();
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut scripts = vec![repo.join("cloud-init/bootstrap.sh")];
-    let mut repo_scripts: Vec<PathBuf> = std::fs::read_dir(repo.join("scripts"))
-        .expect("read scripts/")
+    let mut scripts: Vec<PathBuf> = ["cloud-init", "scripts"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo.join(dir)).expect("read script dir"))
         .map(|entry| entry.expect("dir entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "sh"))
         .collect();
-    repo_scripts.sort();
-    scripts.extend(repo_scripts);
+    scripts.sort();
+    assert!(
+        scripts.len() >= 6,
+        "bootstrap, library, capture helper and scripts/: {scripts:?}"
+    );
     // The scripts cloud-init writes on an instance, as rendered, under <name>/<path>.
     let bootstrap =
         std::fs::read_to_string(repo.join("cloud-init/bootstrap.sh")).expect("read bootstrap.sh");

@@ -19,8 +19,15 @@ impl Double {
     /// Starts the double with extra `args` (`--offline-instance i-…`), and waits for
     /// its endpoint line.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Starts the double with `env` added to its environment, which the commands it
+    /// runs for Run Command inherit.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(binary())
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -11,20 +11,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::double::Double;
-use crate::harness::{Run, Sandbox, sdk_config};
+use crate::harness::{Run, Sandbox, Teardown, sdk_config};
 use crate::reconcile::{REGION, instances, lab_sandbox, ok, tag};
-
-/// Takes the lab down when the test ends, passed or not.
-struct Teardown<'a>(&'a Sandbox);
-
-impl Drop for Teardown<'_> {
-    fn drop(&mut self) {
-        let run = self.0.run(&["down", "--yes"]);
-        if run.code() != 0 && !std::thread::panicking() {
-            panic!("down failed:\n{}", run.transcript());
-        }
-    }
-}
 
 /// `labctl exec <args>`, with SSM at the double when one is given.
 fn exec(sb: &Sandbox, double: Option<&Double>, args: &[&str]) -> Run {
@@ -40,7 +28,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// Instance name → id, read from EC2.
-async fn ids(lab: &str) -> BTreeMap<String, String> {
+pub(crate) async fn ids(lab: &str) -> BTreeMap<String, String> {
     instances(lab)
         .await
         .iter()
@@ -89,7 +77,7 @@ async fn sent_to_double(double: &Double) -> BTreeMap<String, Vec<String>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_sends_run_shell_script_to_the_instances_a_target_names() {
     let (sb, lab) = lab_sandbox("exls");
-    let _down = Teardown(&sb);
+    let _down = Teardown::new(&sb, &[]);
     blocking(|| ok(&sb, &["up", "--yes"]));
     let ids = ids(&lab).await;
     let ssm = aws_sdk_ssm::Client::new(&sdk_config(REGION).await);
@@ -158,7 +146,7 @@ async fn exec_sends_run_shell_script_to_the_instances_a_target_names() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_shows_each_instances_output_and_exit_code() {
     let (sb, lab) = lab_sandbox("exrun");
-    let _down = Teardown(&sb);
+    let _down = Teardown::new(&sb, &[]);
     blocking(|| ok(&sb, &["up", "--yes"]));
     let ids = ids(&lab).await;
     // Invocations unknown for a while after SendCommand, as in SSM: labctl retries.
@@ -333,7 +321,7 @@ async fn exec_shows_each_instances_output_and_exit_code() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_sends_nothing_to_offline_agents_or_stopped_instances() {
     let (sb, lab) = lab_sandbox("exoff");
-    let _down = Teardown(&sb);
+    let _down = Teardown::new(&sb, &[]);
     blocking(|| ok(&sb, &["up", "--yes"]));
     let ids = ids(&lab).await;
     let double = Double::start(&[

@@ -39,6 +39,11 @@ impl Sandbox {
         }
     }
 
+    /// The sandbox's directory (where `labctl` runs).
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// Writes `bytes` to `name` inside the sandbox.
     pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.dir.path().join(name);
@@ -82,6 +87,25 @@ impl Sandbox {
     /// Runs `labctl <args>` and returns its output.
     pub fn run(&self, args: &[&str]) -> Run {
         Run(self.labctl(args).output().expect("labctl runs"))
+    }
+}
+
+/// Takes the lab down when the test ends, passed or not (`labctl down --yes` and
+/// `extra` arguments).
+pub struct Teardown<'a>(&'a Sandbox, &'a [&'a str]);
+
+impl<'a> Teardown<'a> {
+    pub fn new(sb: &'a Sandbox, extra: &'a [&'a str]) -> Self {
+        Self(sb, extra)
+    }
+}
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        let run = self.0.run(&[&["down", "--yes"], self.1].concat());
+        if run.code() != 0 && !std::thread::panicking() {
+            panic!("down failed:\n{}", run.transcript());
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! One test binary on purpose: it links the AWS SDK once.
 
 mod bootstrap;
+mod capture;
 mod captures;
 mod cli;
 mod cloudinit;

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 
 const CLOUD_CONFIG: &str = include_str!("../../../cloud-init/cloud-config.yaml.tmpl");
 const BOOTSTRAP: &str = include_str!("../../../cloud-init/bootstrap.sh");
+const LIB: &str = include_str!("../../../cloud-init/labctl-lib.sh");
+const CAPTURE: &str = include_str!("../../../cloud-init/lab-capture.sh");
 const UNIT_TEMPLATE: &str = include_str!("../../../cloud-init/labnet.service.tmpl");
 const LIFETIME_TIMER: &str = include_str!("../../../cloud-init/labctl-lifetime.timer.tmpl");
 const LIFETIME_SERVICE: &str = include_str!("../../../cloud-init/labctl-lifetime.service");
@@ -22,7 +24,7 @@ const LIFETIME_SERVICE: &str = include_str!("../../../cloud-init/labctl-lifetime
 /// Minutes of warning logged-in users get before the lifetime guard halts the instance.
 pub const LIFETIME_WARNING_MINUTES: u64 = 5;
 
-/// EC2's limit on user-data, in bytes (before base64).
+/// EC2's limit on user-data, in bytes (before base64), which [`encode`]'s output meets.
 pub const MAX_USER_DATA: usize = 16 * 1024;
 
 /// Where an instance gets the labnet binary, and the SHA-256 it must have.
@@ -150,10 +152,23 @@ pub fn render(input: &UserDataInput<'_>) -> String {
         "instance_env" => Some(block(&env)),
         "unit_template" => Some(block(UNIT_TEMPLATE)),
         "bootstrap" => Some(block(BOOTSTRAP)),
+        "lib" => Some(block(LIB)),
+        "capture" => Some(block(CAPTURE)),
         "lifetime" => Some(lifetime.clone()),
         "lifetime_files" => Some(lifetime_files.clone()),
         _ => None,
     })
+}
+
+/// The bytes `up` hands EC2 for `text`: gzip-compressed. cloud-init inflates gzip
+/// user-data before it reads it, and compression keeps the scripts well inside EC2's
+/// 16 KiB. The output is deterministic (no time or file name in the gzip header).
+pub fn encode(text: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gz = flate2::GzBuilder::new().write(Vec::new(), flate2::Compression::best());
+    gz.write_all(text.as_bytes())
+        .and_then(|()| gz.finish())
+        .expect("writing to memory cannot fail")
 }
 
 /// Replaces each `{{name}}` in `template` in one pass: substituted text is not scanned
@@ -320,6 +335,8 @@ mod tests {
                 .to_owned()
         };
         assert_eq!(content("/usr/local/sbin/labctl-bootstrap"), BOOTSTRAP);
+        assert_eq!(content("/usr/local/lib/labctl/lib.sh"), LIB);
+        assert_eq!(content("/usr/local/bin/lab-capture"), CAPTURE);
         assert_eq!(content("/etc/labctl/labnet.service.tmpl"), UNIT_TEMPLATE);
         let env = content("/etc/labctl/instance.env");
         assert!(env.contains("BUCKET=\"netlab-captures-123456789012-eu-north-1\"\n"));
@@ -355,7 +372,13 @@ mod tests {
         long.instance = &name;
         long.role = &name;
         let text = render(&long);
-        assert!(text.len() < MAX_USER_DATA, "{} bytes", text.len());
+        let sent = encode(&text);
+        assert!(sent.len() < MAX_USER_DATA, "{} bytes", sent.len());
+        assert_eq!(sent, encode(&text), "deterministic");
+        let mut inflated = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&sent[..]), &mut inflated)
+            .expect("gzip");
+        assert_eq!(inflated, text);
         for secret in ["X-Amz-Signature", "X-Amz-Credential", "AKIA", "ASIA"] {
             assert!(!text.contains(secret), "{secret} in user-data");
         }

@@ -342,7 +342,9 @@ impl TcpState {
                 fl.duplicate_ack = true;
             }
         }
-        if !fl.duplicate_ack {
+        // As in Wireshark, only a new ACK number restarts the count: a window
+        // update or a data segment between duplicate ACKs does not.
+        if s.ack != fwd.lastack {
             fwd.dupacks = 0;
         }
 
@@ -422,8 +424,9 @@ impl Analyzer {
         Self::default()
     }
 
-    /// Accounts for one packet.
-    pub fn push(&mut self, p: &Packet) {
+    /// Accounts for one packet; returns whether it was flagged with any TCP
+    /// problem (counted in one of the [`TcpProblems`] fields), e.g. for an I/O graph.
+    pub fn push(&mut self, p: &Packet) -> bool {
         let now = p.timestamp_ns;
         let wire = p.wire_len();
         self.packets += 1;
@@ -432,7 +435,7 @@ impl Analyzer {
         self.last_ns = self.last_ns.max(now);
         let Some(ip) = packet::decode(p.link_type, &p.data, wire) else {
             self.non_ip += 1;
-            return;
+            return false;
         };
         let (src, dst) = endpoints(&ip);
         let key = if src <= dst {
@@ -506,12 +509,16 @@ impl Analyzer {
                 (fl.lost, &mut problems.previous_segment_not_captured),
                 (seg.has(flags::RST), &mut problems.resets),
             ];
+            let mut flagged = false;
             for (hit, problem) in marks {
                 if hit {
                     problem.record(frame, now);
+                    flagged = true;
                 }
             }
+            return flagged;
         }
+        false
     }
 
     /// The summary of everything pushed so far.

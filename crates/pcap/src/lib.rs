@@ -5,10 +5,12 @@
 //! (retransmissions, zero windows, resets, ...), using the same definitions as
 //! Wireshark's expert info so the numbers agree with what they see there.
 //!
-//! The crate has three layers:
+//! The crate has three layers, and a view over time:
 //! - [`reader`] turns a pcap or pcapng byte stream into [`Packet`]s;
 //! - [`packet`] decodes link, IP and TCP/UDP headers of one packet;
-//! - [`analysis`] groups packets into conversations and flags TCP problems.
+//! - [`analysis`] groups packets into conversations and flags TCP problems;
+//! - [`iograph`] counts packets and flagged packets per time interval, the
+//!   numbers of Wireshark's I/O graph.
 //!
 //! ```no_run
 //! let file = std::fs::File::open("capture.pcap")?;
@@ -18,12 +20,14 @@
 //! ```
 
 pub mod analysis;
+pub mod iograph;
 pub mod packet;
 pub mod reader;
 
 pub use analysis::{
     Analyzer, Conversation, Endpoint, Occurrence, Problem, Summary, TcpProblems, summarize,
 };
+pub use iograph::{IoGraph, IoGraphBuilder, IoGraphError};
 pub use reader::{Error, ErrorKind, Packet, Reader};
 
 /// Reads a whole capture from `r` and summarises it.

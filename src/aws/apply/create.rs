@@ -237,7 +237,7 @@ impl Applier<'_> {
                     .build(),
             );
         }
-        let encoded = aws_smithy_types::base64::encode(text.as_bytes());
+        let encoded = aws_smithy_types::base64::encode(labctl_core::userdata::encode(text));
         let ec2 = &self.c.ec2;
         let launch = || async {
             ec2.run_instances()

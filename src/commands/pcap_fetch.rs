@@ -1,0 +1,568 @@
+//! `labctl pcap-fetch [instance...]`: brings the lab's captures home, into
+//! `<out>/<instance>/<file>`, so they open in Wireshark or `labctl pcap-summary`.
+//!
+//! A capture is evidence a student hands in, so every download is checked against what
+//! the bucket holds: the size, and the SHA-256 the capture helper uploaded with (S3
+//! checked it on arrival), or the MD5 of the ETag for a file uploaded without one.
+//! Downloads go to `<file>.part` and are renamed only once they check out: an
+//! interrupted run leaves the part, and the next run resumes it with a range request
+//! pinned to the object's ETag (a changed object starts over). A local file that
+//! differs is never replaced without `--force`, and even then only by a verified one.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Component, Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, bail};
+use aws_sdk_s3::types::ChecksumMode;
+use futures::StreamExt as _;
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use labctl_core::diag::closest;
+use labctl_core::{Address, Kind};
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt as _;
+
+use crate::aws::{AwsError, Clients, aws};
+use crate::cli::{GlobalArgs, PcapFetchArgs};
+use crate::lab::{Lab, Labnet};
+use crate::printer::Printer;
+
+/// Where the capture helper puts files: `captures/<instance>/<file>`.
+const PREFIX: &str = "captures/";
+
+/// One capture in the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Remote {
+    key: String,
+    instance: String,
+    /// The path below the instance's prefix (checked: no `..`, nothing absolute).
+    file: PathBuf,
+    size: u64,
+    modified: SystemTime,
+}
+
+/// What fetching one capture came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fetched {
+    Downloaded,
+    /// Completed from a part an earlier run left, from this offset.
+    Resumed(u64),
+    /// The local file is already identical.
+    Present,
+    /// The local file differs and `--force` was not given: kept as it is.
+    Conflict,
+}
+
+/// What the downloaded bytes must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Expected {
+    size: u64,
+    etag: Option<String>,
+    sha256: Option<Vec<u8>>,
+    md5: Option<Vec<u8>>,
+}
+
+pub async fn run(
+    global: &GlobalArgs,
+    args: &PcapFetchArgs,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
+    let known: Vec<&str> = lab.desired.user_data.keys().map(String::as_str).collect();
+    for name in &args.instances {
+        if !known.contains(&name.as_str()) {
+            let hint = closest(name, known.iter().copied())
+                .map(|n| format!("; did you mean `{n}`?"))
+                .unwrap_or_default();
+            bail!(
+                "the topology has no instance `{name}` (it has {}){hint}",
+                known.join(", ")
+            );
+        }
+    }
+    let bucket = lab
+        .desired
+        .get(&Address::new(Kind::Bucket, "captures"))
+        .map(|r| r.name.clone())
+        .context("the topology has no capture bucket")?;
+    let listed = list(&lab.clients, &bucket, &args.instances, printer).await?;
+    let chosen = choose(listed, args.since, args.latest);
+    if chosen.is_empty() {
+        let whose = if args.instances.is_empty() {
+            String::new()
+        } else {
+            format!(" from {}", args.instances.join(", "))
+        };
+        printer.note(&format!(
+            "no captures{whose} in s3://{bucket}/{PREFIX}{}; `labctl capture <instance>` \
+             records one",
+            if args.since.is_some() || args.latest {
+                " that match --since/--latest"
+            } else {
+                ""
+            }
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.list {
+        for r in &chosen {
+            printer.result(&format!(
+                "{}/{}\t{}\t{}",
+                r.instance,
+                r.file.display(),
+                HumanBytes(r.size),
+                aws_smithy_types::DateTime::from(r.modified)
+                    .fmt(aws_smithy_types::date_time::Format::DateTime)
+                    .unwrap_or_default()
+            ));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let total: u64 = chosen.iter().map(|r| r.size).sum();
+    let bar = progress(total, printer);
+    let jobs = usize::from(args.jobs);
+    let results: Vec<(Remote, anyhow::Result<Fetched>)> = futures::stream::iter(chosen)
+        .map(|r| {
+            let (clients, bucket, bar) = (&lab.clients, bucket.as_str(), &bar);
+            let local = args.out.join(&r.instance).join(&r.file);
+            async move {
+                let result = fetch(clients, bucket, &r, &local, args.force, bar).await;
+                (r, result)
+            }
+        })
+        .buffer_unordered(jobs)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+
+    let mut results = results;
+    results.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    let (mut fetched, mut bytes, mut present, mut problems) = (0, 0, 0, 0);
+    for (r, result) in &results {
+        let local = args.out.join(&r.instance).join(&r.file);
+        let url = format!("s3://{bucket}/{}", r.key);
+        match result {
+            Ok(Fetched::Downloaded) => {
+                fetched += 1;
+                bytes += r.size;
+                printer.result(&format!("{}\t{}", local.display(), HumanBytes(r.size)));
+            }
+            Ok(Fetched::Resumed(from)) => {
+                fetched += 1;
+                bytes += r.size - from;
+                printer.result(&format!(
+                    "{}\t{}\tresumed at {}",
+                    local.display(),
+                    HumanBytes(r.size),
+                    HumanBytes(*from)
+                ));
+            }
+            Ok(Fetched::Present) => {
+                present += 1;
+                printer.result(&format!(
+                    "{}\t{}\talready here",
+                    local.display(),
+                    HumanBytes(r.size)
+                ));
+            }
+            Ok(Fetched::Conflict) => {
+                problems += 1;
+                printer.error(&format!(
+                    "{} differs from {url}; kept as it is (--force replaces it)",
+                    local.display()
+                ));
+            }
+            Err(e) => {
+                problems += 1;
+                printer.error(&format!("{url}: {e:#}"));
+            }
+        }
+    }
+    printer.note(&format!(
+        "{} capture(s): {fetched} downloaded ({}), {present} already here{}",
+        results.len(),
+        HumanBytes(bytes),
+        if problems > 0 {
+            format!(", {problems} not fetched")
+        } else {
+            String::new()
+        }
+    ));
+    if fetched + present > 0 {
+        printer.note(&format!(
+            "open them in Wireshark (`wireshark {}/<instance>/<file>`), or summarise them: \
+             `labctl pcap-summary {}/*/*.pcap`",
+            args.out.display(),
+            args.out.display()
+        ));
+    }
+    Ok(if problems > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A byte-counting bar on a terminal; nothing elsewhere, or with `--quiet`.
+fn progress(total: u64, printer: &Printer) -> ProgressBar {
+    if printer.is_quiet() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta} left",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Every capture under the instances' prefixes (all of `captures/` for none).
+async fn list(
+    clients: &Clients,
+    bucket: &str,
+    instances: &[String],
+    printer: &Printer,
+) -> anyhow::Result<Vec<Remote>> {
+    let prefixes: Vec<String> = if instances.is_empty() {
+        vec![PREFIX.to_owned()]
+    } else {
+        instances.iter().map(|i| format!("{PREFIX}{i}/")).collect()
+    };
+    let mut found = Vec::new();
+    for prefix in prefixes {
+        let mut pages = clients
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws(format!("S3 ListObjectsV2 {bucket}")));
+            let page = match page {
+                Err(e) if e.is(&["NoSuchBucket"]) => {
+                    bail!("the lab has no bucket {bucket} yet; `labctl up` creates it")
+                }
+                other => other?,
+            };
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                match remote(key, o.size(), o.last_modified()) {
+                    Some(r) => found.push(r),
+                    None => printer.note(&format!(
+                        "skipping s3://{bucket}/{key}: not captures/<instance>/<file>"
+                    )),
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A listed object as a capture, if its key has the layout and a safe path.
+fn remote(
+    key: &str,
+    size: Option<i64>,
+    modified: Option<&aws_smithy_types::DateTime>,
+) -> Option<Remote> {
+    let (instance, file) = key.strip_prefix(PREFIX)?.split_once('/')?;
+    let file = PathBuf::from(file);
+    let safe = !instance.is_empty()
+        && !instance.starts_with('.')
+        && file.components().count() > 0
+        && file.components().all(|c| matches!(c, Component::Normal(_)));
+    safe.then(|| Remote {
+        key: key.to_owned(),
+        instance: instance.to_owned(),
+        file,
+        size: size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+        modified: modified
+            .and_then(|m| SystemTime::try_from(*m).ok())
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+    })
+}
+
+/// `--since` and `--latest` applied, in key order.
+fn choose(mut listed: Vec<Remote>, since: Option<SystemTime>, latest: bool) -> Vec<Remote> {
+    if let Some(since) = since {
+        listed.retain(|r| r.modified >= since);
+    }
+    if latest {
+        let mut newest: BTreeMap<String, Remote> = BTreeMap::new();
+        for r in listed {
+            match newest.get(&r.instance) {
+                Some(n) if (n.modified, &n.key) >= (r.modified, &r.key) => {}
+                _ => {
+                    newest.insert(r.instance.clone(), r);
+                }
+            }
+        }
+        listed = newest.into_values().collect();
+    }
+    listed.sort_by(|a, b| a.key.cmp(&b.key));
+    listed
+}
+
+/// Fetches one capture to `local`, verified.
+async fn fetch(
+    clients: &Clients,
+    bucket: &str,
+    r: &Remote,
+    local: &Path,
+    force: bool,
+    bar: &ProgressBar,
+) -> anyhow::Result<Fetched> {
+    let expected = expected(clients, bucket, &r.key).await?;
+    if local.exists() {
+        if matches(local, &expected).await? {
+            bar.inc(expected.size);
+            return Ok(Fetched::Present);
+        }
+        if !force {
+            bar.inc(expected.size);
+            return Ok(Fetched::Conflict);
+        }
+    }
+    if let Some(dir) = local.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let part = part_of(local);
+    let mut from = match tokio::fs::metadata(&part).await {
+        Ok(m) if m.len() < expected.size => m.len(),
+        _ => 0,
+    };
+    let resumed_at = from;
+    loop {
+        bar.inc(from);
+        let written = download(clients, bucket, &r.key, &expected, &part, from, bar).await?;
+        if written.is_some() && matches(&part, &expected).await? {
+            break;
+        }
+        if from > 0 {
+            // What an earlier run left did not belong to these bytes: start over once.
+            let counted = from + written.unwrap_or(0);
+            bar.set_position(bar.position().saturating_sub(counted));
+            from = 0;
+            continue;
+        }
+        let _ = tokio::fs::remove_file(&part).await;
+        bail!("the download does not match the bucket's size and checksum");
+    }
+    tokio::fs::rename(&part, local)
+        .await
+        .with_context(|| format!("cannot move {} to {}", part.display(), local.display()))?;
+    Ok(if resumed_at > 0 && from == resumed_at {
+        Fetched::Resumed(resumed_at)
+    } else {
+        Fetched::Downloaded
+    })
+}
+
+/// `<file>.part`, beside the file.
+fn part_of(local: &Path) -> PathBuf {
+    let mut name = local.file_name().unwrap_or_default().to_owned();
+    name.push(".part");
+    local.with_file_name(name)
+}
+
+/// The object's size, ETag and checksums.
+async fn expected(clients: &Clients, bucket: &str, key: &str) -> anyhow::Result<Expected> {
+    let head = clients
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .map_err(aws(format!("S3 HeadObject {key}")))?;
+    let etag = head.e_tag().map(str::to_owned);
+    // A single-part upload's ETag is its MD5; a multipart one's (with `-N`) is not.
+    let md5 = etag
+        .as_deref()
+        .map(|e| e.trim_matches('"'))
+        .filter(|e| e.len() == 32 && !e.contains('-'))
+        .and_then(hex);
+    let sha256 = head
+        .checksum_sha256()
+        .and_then(|s| aws_smithy_types::base64::decode(s).ok())
+        .filter(|s| s.len() == 32);
+    Ok(Expected {
+        size: head
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
+        etag,
+        sha256,
+        md5,
+    })
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Whether the file at `path` has the expected size and checksum.
+async fn matches(path: &Path, expected: &Expected) -> anyhow::Result<bool> {
+    let path = path.to_owned();
+    let expected = expected.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+        let len = std::fs::metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
+        if len != expected.size {
+            return Ok(false);
+        }
+        let mut file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let (mut sha, mut md5) = (sha2::Sha256::new(), md5::Md5::new());
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            sha.update(&buf[..n]);
+            md5.update(&buf[..n]);
+        }
+        Ok(match (&expected.sha256, &expected.md5) {
+            (Some(want), _) => sha.finalize().as_slice() == want.as_slice(),
+            (None, Some(want)) => md5.finalize().as_slice() == want.as_slice(),
+            // Nothing to check against but the size.
+            (None, None) => true,
+        })
+    })
+    .await?
+}
+
+/// Downloads the object into `part` from byte `from` on (appending to what is there),
+/// and says how many bytes came. `None` when a resumed range was refused because the
+/// object changed since `expected` was read (its ETag no longer matches).
+async fn download(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+    expected: &Expected,
+    part: &Path,
+    from: u64,
+    bar: &ProgressBar,
+) -> anyhow::Result<Option<u64>> {
+    let mut get = clients.s3.get_object().bucket(bucket).key(key);
+    if from > 0 {
+        get = get
+            .range(format!("bytes={from}-"))
+            .set_if_match(expected.etag.clone());
+    }
+    let out = match get.send().await.map_err(aws(format!("S3 GetObject {key}"))) {
+        Ok(out) => out,
+        Err(e) if from > 0 && is_stale(&e) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(from == 0)
+        .append(from > 0)
+        .open(part)
+        .await
+        .with_context(|| format!("cannot write {}", part.display()))?;
+    let mut body = out.body;
+    let mut written = 0;
+    while let Some(chunk) = body
+        .try_next()
+        .await
+        .with_context(|| format!("reading s3://{bucket}/{key}"))?
+    {
+        file.write_all(&chunk)
+            .await
+            .with_context(|| format!("cannot write {}", part.display()))?;
+        bar.inc(chunk.len() as u64);
+        written += chunk.len() as u64;
+    }
+    file.flush().await?;
+    file.sync_all().await?;
+    Ok(Some(written))
+}
+
+/// A range request refused because the object changed (412) or the part is past its
+/// end (416).
+fn is_stale(e: &AwsError) -> bool {
+    e.is(&["PreconditionFailed", "InvalidRange"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: u64) -> aws_smithy_types::DateTime {
+        aws_smithy_types::DateTime::from_secs(i64::try_from(secs).expect("small"))
+    }
+
+    #[test]
+    fn keys_map_to_instance_and_a_safe_relative_path() {
+        let r = remote("captures/server/capture-1.pcap", Some(10), Some(&at(5))).expect("ok");
+        assert_eq!(r.instance, "server");
+        assert_eq!(r.file, PathBuf::from("capture-1.pcap"));
+        assert_eq!(r.size, 10);
+        let nested = remote("captures/client-1/run/a.pcap", Some(1), None).expect("ok");
+        assert_eq!(nested.file, PathBuf::from("run/a.pcap"));
+        for bad in [
+            "captures/a.pcap",
+            "captures/server/",
+            "captures/server/../../etc/passwd",
+            "captures/../x/y.pcap",
+            "captures/server//x.pcap/..",
+            "reports/server.json",
+            "captures//x.pcap",
+        ] {
+            assert_eq!(remote(bad, Some(1), None), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn since_and_latest_choose_per_instance() {
+        let r = |key: &str, t: u64| remote(key, Some(1), Some(&at(t))).expect("valid key");
+        let all = vec![
+            r("captures/server/a.pcap", 100),
+            r("captures/server/b.pcap", 300),
+            r("captures/client-1/c.pcap", 200),
+            r("captures/client-1/d.pcap", 50),
+        ];
+        let keys = |v: Vec<Remote>| v.into_iter().map(|r| r.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(choose(all.clone(), None, true)),
+            ["captures/client-1/c.pcap", "captures/server/b.pcap"]
+        );
+        let since = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(150);
+        assert_eq!(
+            keys(choose(all.clone(), Some(since), false)),
+            ["captures/client-1/c.pcap", "captures/server/b.pcap"]
+        );
+        let late = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(250);
+        assert_eq!(
+            keys(choose(all, Some(late), true)),
+            ["captures/server/b.pcap"]
+        );
+    }
+
+    #[test]
+    fn etags_give_an_md5_only_for_single_part_uploads() {
+        assert_eq!(hex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(hex("0g"), None);
+        assert_eq!(
+            part_of(Path::new("out/server/a.pcap")),
+            PathBuf::from("out/server/a.pcap.part")
+        );
+    }
+}
