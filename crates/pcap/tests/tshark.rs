@@ -104,3 +104,57 @@ fn analysis_agrees_with_tshark() {
         failures.join("\n")
     );
 }
+
+/// Found on a real capture with induced loss: Wireshark restarts its duplicate
+/// ACK count only when the ACK number moves, so neither a window update nor a
+/// data segment between two duplicate ACKs resets it, and the retransmission
+/// that follows the second duplicate is a fast one.
+#[test]
+fn duplicate_ack_count_survives_window_updates_and_data() {
+    use common::{ACK, Conn, Flow, PSH};
+    let a = Conn::v4([10, 0, 1, 10], 43700, [10, 0, 2, 20], 8080);
+    let mut f = Flow::new(&a);
+    f.handshake(0, 1000, 5000, Some(7), 65160, 502);
+    for k in 0..4u32 {
+        f.c(10_100 + u64::from(k) * 100, 1001 + k * 1000, 5001, ACK, 502, 1000);
+    }
+    // 2001 is lost: one ACK, a duplicate, a window update, a second duplicate.
+    f.s(20_100, 5001, 2001, ACK, 509, 0)
+        .s(20_300, 5001, 2001, ACK, 509, 0)
+        .s(20_400, 5001, 2001, ACK, 600, 0)
+        .s(20_500, 5001, 2001, ACK, 600, 0);
+    f.c(20_600, 2001, 5001, ACK, 502, 1000);
+    f.s(30_600, 5001, 5001, ACK, 600, 0);
+
+    // The same with the receiver sending data between the duplicates.
+    let b = Conn::v4([10, 0, 1, 10], 43701, [10, 0, 2, 20], 8080);
+    let mut g = Flow::new(&b);
+    g.handshake(100_000, 1000, 5000, Some(7), 65160, 502);
+    for k in 0..4u32 {
+        g.c(110_100 + u64::from(k) * 100, 1001 + k * 1000, 5001, ACK, 502, 1000);
+    }
+    g.s(120_100, 5001, 2001, ACK, 509, 0)
+        .s(120_300, 5001, 2001, ACK, 509, 0)
+        .s(120_400, 5001, 2001, PSH | ACK, 509, 100)
+        .s(120_500, 5101, 2001, ACK, 509, 0);
+    g.c(120_600, 2001, 5101, ACK, 502, 1000);
+    g.s(130_600, 5101, 5001, ACK, 509, 0);
+
+    let frames = common::merge(vec![f.frames, g.frames]);
+    let bytes = common::pcap(&frames, false, false, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dupacks.pcap");
+    std::fs::write(&path, &bytes).expect("write capture");
+    let summary = summarize_reader(bytes.as_slice()).expect("crafted capture reads");
+    let ours = fields(&summary.tcp_totals);
+    let names: Vec<&str> = ours.iter().map(|(n, _)| *n).collect();
+    for ((field, mine), frames) in ours.iter().zip(tshark(&path, &names)) {
+        assert_eq!(
+            (mine.count, mine.first.map(|o| o.frame)),
+            (frames.len() as u64, frames.first().copied()),
+            "{field}: ours vs tshark (frames {frames:?})"
+        );
+    }
+    // Both retransmissions are fast ones, so the check above is not vacuous.
+    assert_eq!(summary.tcp_totals.fast_retransmissions.count, 2);
+}
