@@ -34,9 +34,10 @@ impl Printer {
 
     /// A JSON document on stdout.
     pub fn json(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         serde_json::to_writer_pretty(&mut out, value)?;
         writeln!(out)?;
+        out.flush()?;
         Ok(())
     }
 

@@ -35,32 +35,49 @@ pub fn run(args: &PcapSummaryArgs, printer: &Printer) -> anyhow::Result<ExitCode
         // A malformed capture is one clear error naming the file and the offset.
         let (summary, graph) = read(BufReader::with_capacity(1 << 20, file), plot.is_some())
             .with_context(|| format!("{} is not a readable capture", path.display()))?;
-        if args.json {
-            let mut value = serde_json::to_value(&summary)?;
-            value["file"] = path.display().to_string().into();
-            json.push(value);
-        } else {
+        if !args.json {
             if i > 0 {
                 printer.result("");
             }
             printer.result(&format!("{}:", path.display()));
             printer.result(summary.render_text().trim_end());
         }
+        let mut written = None;
         if let (Some(out), Some(graph)) = (plot, graph) {
             let graph = graph
                 .build(interval_ns)
                 .with_context(|| format!("cannot plot {}", path.display()))?;
             crate::plot::write_png(&graph, &title(path), &out)?;
-            match json.last_mut() {
-                Some(value) if args.json => value["plot"] = out.display().to_string().into(),
-                _ => printer.result(&format!("I/O graph written to {}", out.display())),
+            if !args.json {
+                printer.result(&format!("I/O graph written to {}", out.display()));
             }
+            written = Some(out.display().to_string());
+        }
+        if args.json {
+            json.push(JsonSummary {
+                file: path.display().to_string(),
+                summary,
+                plot: written,
+            });
         }
     }
     if args.json {
-        printer.result(&serde_json::to_string_pretty(&json)?);
+        // Serialized straight to the output: a million-packet capture's summary is
+        // tens of MB of JSON.
+        printer.json(&json)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One file's summary as `--json` prints it.
+#[derive(serde::Serialize)]
+struct JsonSummary {
+    file: String,
+    #[serde(flatten)]
+    summary: Summary,
+    /// The I/O graph written, with `--plot`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plot: Option<String>,
 }
 
 /// The summary and, when `graph`, the packets for the I/O graph, in one pass.

@@ -116,7 +116,14 @@ fn duplicate_ack_count_survives_window_updates_and_data() {
     let mut f = Flow::new(&a);
     f.handshake(0, 1000, 5000, Some(7), 65160, 502);
     for k in 0..4u32 {
-        f.c(10_100 + u64::from(k) * 100, 1001 + k * 1000, 5001, ACK, 502, 1000);
+        f.c(
+            10_100 + u64::from(k) * 100,
+            1001 + k * 1000,
+            5001,
+            ACK,
+            502,
+            1000,
+        );
     }
     // 2001 is lost: one ACK, a duplicate, a window update, a second duplicate.
     f.s(20_100, 5001, 2001, ACK, 509, 0)
@@ -131,7 +138,14 @@ fn duplicate_ack_count_survives_window_updates_and_data() {
     let mut g = Flow::new(&b);
     g.handshake(100_000, 1000, 5000, Some(7), 65160, 502);
     for k in 0..4u32 {
-        g.c(110_100 + u64::from(k) * 100, 1001 + k * 1000, 5001, ACK, 502, 1000);
+        g.c(
+            110_100 + u64::from(k) * 100,
+            1001 + k * 1000,
+            5001,
+            ACK,
+            502,
+            1000,
+        );
     }
     g.s(120_100, 5001, 2001, ACK, 509, 0)
         .s(120_300, 5001, 2001, ACK, 509, 0)
