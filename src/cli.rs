@@ -350,3 +350,38 @@ pub struct PcapSummaryArgs {
     #[arg(long, value_name = "SECONDS", requires = "plot")]
     pub interval: Option<f64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::parse_since;
+
+    #[test]
+    fn since_takes_an_instant_a_date_or_a_span_back() {
+        let secs = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after the epoch")
+                .as_secs()
+        };
+        assert_eq!(
+            parse_since("2026-03-01T14:00:00Z").map(secs),
+            Ok(1_772_373_600)
+        );
+        assert_eq!(parse_since("2026-03-01").map(secs), Ok(1_772_323_200));
+        let ago = |text: &str| {
+            let t = parse_since(text).expect("a span");
+            SystemTime::now()
+                .duration_since(t)
+                .expect("in the past")
+                .as_secs()
+        };
+        assert!((5399..=5405).contains(&ago("90m")));
+        assert!((86_399..=86_405).contains(&ago("1d")));
+        assert!((44..=50).contains(&ago("45s")));
+        for bad in ["yesterday", "2026-13-01", "", "-5m"] {
+            let err = parse_since(bad).expect_err(bad);
+            assert!(err.contains("RFC 3339"), "{bad}: {err}");
+        }
+    }
+}
