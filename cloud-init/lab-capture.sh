@@ -9,14 +9,17 @@
 #     --count N           stop after N packets (whichever comes first)
 #     --interface IF      interface (default: the default route's; `any` for all)
 #     --rotate-seconds N  start a new file every N seconds
-#     --rotate-mb N       start a new file every N MB (not with --rotate-seconds)
+#     --rotate-mb N       start a new file every N MB (default 1000: S3 takes at most
+#                         5 GB in one upload; not with --rotate-seconds)
 #     --label NAME        file names start with NAME (default `capture`)
 #     --detach            check the options, start in the background, print where the
 #                         files go, and return
 #   lab-capture upload FILE...                      upload captures made by hand
 #
-# FILTER is a tcpdump filter expression (`tcp port 5000`). Files are kept in
-# /var/lib/labctl/captures/<label>-<time>/ after upload. The log is
+# FILTER is a tcpdump filter expression (`tcp port 5000`). A recording's files go to
+# captures/<instance>/<label>-<time>/ in the bucket, and stay in
+# /var/lib/labctl/captures/<label>-<time>/ here; a file uploaded by hand goes to
+# captures/<instance>/ (or its recording's folder, if it is in one). The log is
 # /var/log/lab-capture.log. Test hooks: LABCTL_CAPTURE_DIR, LABCTL_CAPTURE_LOG,
 # LABCTL_LIB and those of labctl-lib.sh.
 set -Eeuo pipefail
@@ -38,7 +41,10 @@ fi
   echo "lab-capture: cannot read $LIB" >&2
   exit 1
 }
-trap 'log "line $LINENO: a command failed"' ERR
+on_error() { log "line $1: \`$2' failed (status $3)"; }
+trap 'on_error "$LINENO" "$BASH_COMMAND" "$?"' ERR
+# Names of the files uploaded so far, in this run.
+declare -A UPLOADED=()
 
 usage() {
   sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
@@ -53,15 +59,21 @@ count_arg() {
   [[ $2 =~ ^[1-9][0-9]{0,8}$ ]] || die "$1 takes a whole number greater than 0, not \`$2'"
 }
 
-# The S3 key of a capture file: tcpdump's size rotation appends a number after `.pcap`
-# (x.pcap1); the key keeps `.pcap` last so Wireshark recognises every file.
+# The S3 key of a capture file: in its recording's folder when it is in one. tcpdump's
+# size rotation appends a number after `.pcap` (x.pcap1); the key keeps `.pcap` last
+# so Wireshark recognises every file.
 key_of() {
-  local name=${1##*/}
+  local name=${1##*/} parent top session=""
+  parent=$(cd "$(dirname "$1")" && pwd -P)
+  top=$(cd "$CAPTURE_DIR" 2>/dev/null && pwd -P) || top=""
+  if [[ -n $top && ${parent%/*} == "$top" ]]; then
+    session="${parent##*/}/"
+  fi
   if [[ $name =~ ^(.*)\.pcap([0-9]+)$ ]]; then
     name="${BASH_REMATCH[1]}-${BASH_REMATCH[2]}.pcap"
   fi
   name=${name//[^A-Za-z0-9._-]/_}
-  printf 'captures/%s/%s' "$INSTANCE" "$name"
+  printf 'captures/%s/%s%s' "$INSTANCE" "$session" "$name"
 }
 
 is_capture() {
@@ -84,19 +96,20 @@ put() {
   fi
 }
 
-# Uploads the files of session directory $1 not uploaded yet. While tcpdump runs ($2 is
-# `running`) the newest file is still being written and waits for the next round.
+# Uploads the files of recording directory $1 not uploaded yet. While tcpdump runs ($2
+# is `running`) the last file in tcpdump's own order (the time in its name, or the
+# number after `.pcap`) is still being written and waits for the next round; mtimes
+# can tie, names cannot.
 upload_finished() {
   local dir=$1 state=$2 files=() f failed=0
-  mapfile -t files < <(find "$dir" -maxdepth 1 -type f -name '*.pcap*' -printf '%T@ %p\n' |
-    sort -n | cut -d ' ' -f 2-)
+  mapfile -t files < <(find "$dir" -maxdepth 1 -type f -name '*.pcap*' | sort -V)
   if [[ $state == running && ${#files[@]} -gt 0 ]]; then
     unset 'files[-1]'
   fi
   for f in "${files[@]}"; do
-    grep -qxF "$f" "$dir/.uploaded" 2>/dev/null && continue
+    [[ -n ${UPLOADED[$f]:-} ]] && continue
     if put "$f"; then
-      echo "$f" >>"$dir/.uploaded"
+      UPLOADED[$f]=1
     else
       failed=1
     fi
@@ -135,6 +148,7 @@ record() {
   done
   ((seconds <= 86400)) || die "--seconds is at most 86400 (a day)"
   [[ -z $rotate_seconds || -z $rotate_mb ]] || die "--rotate-seconds and --rotate-mb exclude each other"
+  [[ -n $rotate_seconds ]] || rotate_mb=${rotate_mb:-1000}
   [[ $label =~ ^[a-z0-9][a-z0-9-]{0,39}$ ]] ||
     die "--label takes lowercase letters, digits and dashes (at most 40), not \`$label'"
   (($(id -u) == 0)) || die "recording needs root: run \`sudo lab-capture record ...'"
@@ -145,7 +159,7 @@ record() {
   fi
   # A bad filter is an error now, not in a background job's log.
   local why
-  if ! why=$(tcpdump -i "$iface" -d "${filter[@]}" 2>&1 >/dev/null); then
+  if ! why=$(tcpdump -i "$iface" -d -- "${filter[@]}" 2>&1 >/dev/null); then
     die "tcpdump refuses the filter \`${filter[*]}': ${why##*: }"
   fi
   read_env
@@ -160,19 +174,35 @@ record() {
     pattern="$dir/$label-$stamp.pcap"
   fi
   local what="for ${seconds}s${count:+ or $count packets}${filter[*]:+ (filter: ${filter[*]})}"
+  # The directory is the recording's name, here and in the bucket: taken once.
+  if [[ -z ${LABCTL_CAPTURE_STAMP:-} ]]; then
+    mkdir -p "$CAPTURE_DIR"
+    mkdir "$dir" 2>/dev/null ||
+      die "a recording labelled \`$label' started this second already ($dir); use another --label"
+  fi
   if $detach; then
     local args=(--seconds "$seconds" --interface "$iface" --label "$label")
     [[ -n $count ]] && args+=(--count "$count")
     [[ -n $rotate_seconds ]] && args+=(--rotate-seconds "$rotate_seconds")
     [[ -n $rotate_mb ]] && args+=(--rotate-mb "$rotate_mb")
-    # Its own session: it outlives the SSM command that started it. It logs to $LOG.
-    LABCTL_CAPTURE_STAMP=$stamp setsid -f "${BASH_SOURCE[0]}" record "${args[@]}" -- "${filter[@]}" \
-      </dev/null >/dev/null 2>&1
+    local self
+    self=$(realpath "${BASH_SOURCE[0]}")
+    if [[ -d /run/systemd/system ]] && command -v systemd-run >/dev/null; then
+      # A unit of its own: it outlives the SSM command that started it, and a restart
+      # of the SSM agent (a snap refresh) does not take it along.
+      systemd-run --quiet --collect --unit "lab-capture-$label-${stamp,,}" \
+        -p StandardOutput=null -p "StandardError=append:$LOG" \
+        --setenv=LABCTL_CAPTURE_STAMP="$stamp" --setenv=LABCTL_LOG_QUIET=1 \
+        "$self" record "${args[@]}" -- "${filter[@]}"
+    else
+      # No systemd (a container): a session of its own.
+      LABCTL_CAPTURE_STAMP=$stamp LABCTL_LOG_QUIET=1 setsid -f "$self" record "${args[@]}" \
+        -- "${filter[@]}" </dev/null >/dev/null 2>>"$LOG"
+    fi
     echo "recording on $iface $what"
-    echo "files go to s3://$BUCKET/captures/$INSTANCE/$label-$stamp*.pcap"
+    echo "files go to s3://$BUCKET/captures/$INSTANCE/$label-$stamp/"
     return 0
   fi
-  mkdir -p "$dir"
   # tcpdump drops to its own user after opening the interface; it writes only here.
   local owner=root
   if id tcpdump >/dev/null 2>&1; then
@@ -186,24 +216,27 @@ record() {
   log "recording on $iface $what into $dir"
   # SIGTERM, not SIGINT: a background job of a script ignores SIGINT. tcpdump flushes
   # and closes its file on either.
-  TZ=UTC timeout --kill-after=10 "$seconds" "${cmd[@]}" "${filter[@]}" 2>>"$LOG" &
+  TZ=UTC timeout --kill-after=10 "$seconds" "${cmd[@]}" -- "${filter[@]}" 2>>"$LOG" &
   local pid=$! rc=0
-  trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM
+  trap 'kill -TERM "$pid" 2>/dev/null || true' INT TERM HUP
   while kill -0 "$pid" 2>/dev/null; do
     sleep 2
     upload_finished "$dir" running || true
   done
   wait "$pid" || rc=$?
-  trap - INT TERM
+  trap - INT TERM HUP
   # 124: the time was up, which is how a capture by duration ends; 143: stopped.
   local ended=false
   ((rc == 0 || rc == 124 || rc == 143)) && ended=true
   if ! $ended; then
     log "tcpdump failed (status $rc); see $LOG"
   fi
-  upload_finished "$dir" finished || fail "some files of $dir were not uploaded"
-  log "done: $(find "$dir" -maxdepth 1 -type f -name '*.pcap*' | wc -l) file(s) in s3://$BUCKET/captures/$INSTANCE/"
-  $ended
+  upload_finished "$dir" finished ||
+    fail "some files of $dir were not uploaded; \`sudo lab-capture upload $dir/*.pcap*' tries again"
+  log "done: ${#UPLOADED[@]} file(s) in s3://$BUCKET/captures/$INSTANCE/${dir##*/}/"
+  if ! $ended; then
+    return 1
+  fi
 }
 
 upload() {
@@ -224,7 +257,7 @@ case ${1:-} in
   record | upload)
     sub=$1
     shift
-    "$sub" "$@"
+    "$sub" "$@" || exit
     ;;
   -h | --help | help) usage ;;
   "") usage >&2 && exit 2 ;;

@@ -19,7 +19,12 @@ LAB="" INSTANCE="" ROLE="" REGION="" BUCKET="" SERVICES=""
 LABNET_BUCKET="" LABNET_KEY="" LABNET_URL="" LABNET_SHA256=""
 AK="" SK="" TOKEN="" INSTANCE_ID="" ERROR=""
 
-log() { printf '%s: %s\n' "${0##*/}" "$*" | tee -a "$LOG" >&2; }
+# To the log, and to stderr unless LABCTL_LOG_QUIET is set (stderr is the log then).
+log() {
+  local line="${0##*/}: $*"
+  printf '%s\n' "$line" >>"$LOG"
+  [[ -n ${LABCTL_LOG_QUIET:-} ]] || printf '%s\n' "$line" >&2
+}
 fail() {
   ERROR=$*
   log "FAILED: $ERROR"

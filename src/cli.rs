@@ -116,17 +116,18 @@ pub struct CaptureArgs {
           value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub seconds: u32,
     /// Stop after this many packets (or when the time is up, whichever is first).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=999_999_999))]
     pub count: Option<u32>,
     /// The interface (default: the instance's default route's; `any` for all).
     #[arg(long, value_name = "IF")]
     pub interface: Option<String>,
     /// Start a new file every N seconds; each is uploaded when it is complete.
     #[arg(long, value_name = "N", conflicts_with = "rotate_mb",
-          value_parser = clap::value_parser!(u32).range(1..))]
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
     pub rotate_seconds: Option<u32>,
-    /// Start a new file every N MB; each is uploaded when it is complete.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Start a new file every N MB (default 1000); each is uploaded when it is complete.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=5_000))]
     pub rotate_mb: Option<u32>,
     /// File names start with this (lowercase letters, digits, dashes).
     #[arg(long, value_name = "NAME", default_value = "capture")]
@@ -137,7 +138,7 @@ pub struct CaptureArgs {
 pub struct PcapFetchArgs {
     /// Instances to fetch from (default: all of them).
     pub instances: Vec<String>,
-    /// Where to put them: <out>/<instance>/<file>.
+    /// Where to put them: <out>/<instance>/<recording>/<file>.
     #[arg(long, value_name = "DIR", default_value = "captures")]
     pub out: PathBuf,
     /// Only captures stored since this time: RFC 3339 (`2026-03-01T14:00:00Z`), a date

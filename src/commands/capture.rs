@@ -61,6 +61,10 @@ pub async fn run(
                           replaces it)"
                 .to_owned(),
             Some(USAGE_ERROR) => o.stderr.trim().to_owned(),
+            _ if o.status.as_deref() == Some("TimedOut") => format!(
+                "lab-capture did not start within {}s (TimedOut)",
+                START_TIMEOUT.as_secs()
+            ),
             _ => {
                 let err = o.stderr.trim();
                 format!(

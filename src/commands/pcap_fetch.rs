@@ -5,9 +5,12 @@
 //! the bucket holds: the size, and the SHA-256 the capture helper uploaded with (S3
 //! checked it on arrival), or the MD5 of the ETag for a file uploaded without one.
 //! Downloads go to `<file>.part` and are renamed only once they check out: an
-//! interrupted run leaves the part, and the next run resumes it with a range request
-//! pinned to the object's ETag (a changed object starts over). A local file that
-//! differs is never replaced without `--force`, and even then only by a verified one.
+//! interrupted run leaves the part, and the next run resumes it with a range request.
+//! Every request is pinned to the ETag the checks came from, so an object replaced
+//! meanwhile is read again from the start. A local file that differs is never replaced
+//! without `--force`, and even then only by a verified one.
+//!
+//! A recording's files sit in a folder of their own (`<label>-<time>/`), kept as is.
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -71,7 +74,14 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
     let known: Vec<&str> = lab.desired.user_data.keys().map(String::as_str).collect();
-    for name in &args.instances {
+    let instances: Vec<String> = args
+        .instances
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .cloned()
+        .collect();
+    for name in &instances {
         if !known.contains(&name.as_str()) {
             let hint = closest(name, known.iter().copied())
                 .map(|n| format!("; did you mean `{n}`?"))
@@ -87,13 +97,13 @@ pub async fn run(
         .get(&Address::new(Kind::Bucket, "captures"))
         .map(|r| r.name.clone())
         .context("the topology has no capture bucket")?;
-    let listed = list(&lab.clients, &bucket, &args.instances, printer).await?;
+    let listed = list(&lab.clients, &bucket, &instances, printer).await?;
     let chosen = choose(listed, args.since, args.latest);
     if chosen.is_empty() {
-        let whose = if args.instances.is_empty() {
+        let whose = if instances.is_empty() {
             String::new()
         } else {
-            format!(" from {}", args.instances.join(", "))
+            format!(" from {}", instances.join(", "))
         };
         printer.note(&format!(
             "no captures{whose} in s3://{bucket}/{PREFIX}{}; `labctl capture <instance>` \
@@ -152,7 +162,7 @@ pub async fn run(
             }
             Ok(Fetched::Resumed(from)) => {
                 fetched += 1;
-                bytes += r.size - from;
+                bytes += r.size.saturating_sub(*from);
                 printer.result(&format!(
                     "{}\t{}\tresumed at {}",
                     local.display(),
@@ -286,22 +296,33 @@ fn remote(
     })
 }
 
-/// `--since` and `--latest` applied, in key order.
+/// `--since` and `--latest` applied, in key order. The latest capture of an instance
+/// is its newest recording (all of that folder's files) or file uploaded by hand.
 fn choose(mut listed: Vec<Remote>, since: Option<SystemTime>, latest: bool) -> Vec<Remote> {
     if let Some(since) = since {
         listed.retain(|r| r.modified >= since);
     }
     if latest {
-        let mut newest: BTreeMap<String, Remote> = BTreeMap::new();
-        for r in listed {
-            match newest.get(&r.instance) {
-                Some(n) if (n.modified, &n.key) >= (r.modified, &r.key) => {}
-                _ => {
-                    newest.insert(r.instance.clone(), r);
-                }
+        // A file's capture: its recording's folder, or the file itself.
+        let capture = |r: &Remote| match r.file.components().count() {
+            1 => r.file.clone(),
+            _ => r.file.components().take(1).collect(),
+        };
+        let mut newest: BTreeMap<&str, (SystemTime, PathBuf)> = BTreeMap::new();
+        for r in &listed {
+            let candidate = (r.modified, capture(r));
+            let entry = newest
+                .entry(&r.instance)
+                .or_insert_with(|| candidate.clone());
+            if candidate > *entry {
+                *entry = candidate;
             }
         }
-        listed = newest.into_values().collect();
+        let newest: BTreeMap<String, PathBuf> = newest
+            .into_iter()
+            .map(|(i, (_, c))| (i.to_owned(), c))
+            .collect();
+        listed.retain(|r| newest.get(&r.instance) == Some(&capture(r)));
     }
     listed.sort_by(|a, b| a.key.cmp(&b.key));
     listed
@@ -316,7 +337,12 @@ async fn fetch(
     force: bool,
     bar: &ProgressBar,
 ) -> anyhow::Result<Fetched> {
-    let expected = expected(clients, bucket, &r.key).await?;
+    let mut expected = expected(clients, bucket, &r.key).await?;
+    if let Ok(meta) = tokio::fs::symlink_metadata(local).await
+        && !meta.is_file()
+    {
+        bail!("{} is in the way: it is not a file", local.display());
+    }
     if local.exists() {
         if matches(local, &expected).await? {
             bar.inc(expected.size);
@@ -338,21 +364,25 @@ async fn fetch(
         _ => 0,
     };
     let resumed_at = from;
-    loop {
+    // Each round either succeeds or learns something (the part was not these bytes, or
+    // the object changed), so a few are enough.
+    for round in 1.. {
         bar.inc(from);
         let written = download(clients, bucket, &r.key, &expected, &part, from, bar).await?;
         if written.is_some() && matches(&part, &expected).await? {
             break;
         }
-        if from > 0 {
-            // What an earlier run left did not belong to these bytes: start over once.
-            let counted = from + written.unwrap_or(0);
-            bar.set_position(bar.position().saturating_sub(counted));
-            from = 0;
-            continue;
+        let counted = from + written.unwrap_or(0);
+        bar.set_position(bar.position().saturating_sub(counted));
+        if round >= 3 {
+            let _ = tokio::fs::remove_file(&part).await;
+            bail!("the download does not match the bucket's size and checksum");
         }
-        let _ = tokio::fs::remove_file(&part).await;
-        bail!("the download does not match the bucket's size and checksum");
+        if written.is_none() {
+            // Replaced since it was checked: check it again, and start over.
+            expected = self::expected(clients, bucket, &r.key).await?;
+        }
+        from = 0;
     }
     tokio::fs::rename(&part, local)
         .await
@@ -447,8 +477,8 @@ async fn matches(path: &Path, expected: &Expected) -> anyhow::Result<bool> {
 }
 
 /// Downloads the object into `part` from byte `from` on (appending to what is there),
-/// and says how many bytes came. `None` when a resumed range was refused because the
-/// object changed since `expected` was read (its ETag no longer matches).
+/// and says how many bytes came. `None` when S3 refused because the object changed
+/// since `expected` was read (its ETag no longer matches).
 async fn download(
     clients: &Clients,
     bucket: &str,
@@ -458,15 +488,18 @@ async fn download(
     from: u64,
     bar: &ProgressBar,
 ) -> anyhow::Result<Option<u64>> {
-    let mut get = clients.s3.get_object().bucket(bucket).key(key);
+    let mut get = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_if_match(expected.etag.clone());
     if from > 0 {
-        get = get
-            .range(format!("bytes={from}-"))
-            .set_if_match(expected.etag.clone());
+        get = get.range(format!("bytes={from}-"));
     }
     let out = match get.send().await.map_err(aws(format!("S3 GetObject {key}"))) {
         Ok(out) => out,
-        Err(e) if from > 0 && is_stale(&e) => return Ok(None),
+        Err(e) if is_stale(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let mut file = tokio::fs::OpenOptions::new()
@@ -553,6 +586,21 @@ mod tests {
         assert_eq!(
             keys(choose(all, Some(late), true)),
             ["captures/server/b.pcap"]
+        );
+        // The latest recording comes whole, even when a file of it is older than
+        // another capture.
+        let recordings = vec![
+            r("captures/server/rot-1/rot-a.pcap", 100),
+            r("captures/server/rot-1/rot-b.pcap", 110),
+            r("captures/server/by-hand.pcap", 105),
+            r("captures/server/rot-0/rot-z.pcap", 90),
+        ];
+        assert_eq!(
+            keys(choose(recordings, None, true)),
+            [
+                "captures/server/rot-1/rot-a.pcap",
+                "captures/server/rot-1/rot-b.pcap"
+            ]
         );
     }
 

@@ -173,13 +173,17 @@ fn with_env(mut cmd: Command, env: &[(String, String)]) -> Command {
     cmd
 }
 
-async fn keys(bucket: &str, prefix: &str) -> Vec<(String, i64)> {
-    let s3 = aws_sdk_s3::Client::from_conf(
+async fn s3_client() -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk_config(REGION).await)
             .force_path_style(true)
             .build(),
-    );
-    let out = s3
+    )
+}
+
+async fn keys(bucket: &str, prefix: &str) -> Vec<(String, i64)> {
+    let out = s3_client()
+        .await
         .list_objects_v2()
         .bucket(bucket)
         .prefix(prefix)
@@ -256,7 +260,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
         "--interface",
         "lo",
         "--seconds",
-        "6",
+        "9",
         "--filter",
         &filter,
         "--label",
@@ -281,7 +285,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
         "--interface",
         "lo",
         "--seconds",
-        "4",
+        "5",
         "--rotate-seconds",
         "1",
         "--filter",
@@ -300,7 +304,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut client = server.traffic(40, "0.1");
+    let mut client = server.traffic(60, "0.1");
     assert!(client.wait().expect("client").success());
     instance.wait_done(2);
 
@@ -323,19 +327,57 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
         .collect();
     assert_eq!(puts.len(), uploaded.len(), "{verdicts:?}");
     assert!(puts.iter().all(|(_, v)| v.is_ok()), "{verdicts:?}");
+    // A rotated file went up while tcpdump was still recording: before the first
+    // tcpdump to end (the rotated one, the shorter) printed its statistics.
+    let log = instance.log();
+    let first_rotation = rotations[0].display().to_string();
+    let uploaded_at = log
+        .find(&format!("uploaded {first_rotation} "))
+        .unwrap_or_else(|| panic!("no upload of {first_rotation}:\n{log}"));
+    let ended_at = log.find(" packets captured").expect("tcpdump's statistics");
+    assert!(uploaded_at < ended_at, "uploaded only at the end:\n{log}");
+    // S3 holds each file's SHA-256, from the upload, which pcap-fetch verifies against.
+    let sessions = |f: &PathBuf| {
+        let session = f.parent().and_then(Path::file_name).expect("session dir");
+        let name = f.file_name().expect("name");
+        (session.to_owned(), name.to_owned())
+    };
+    let (session, name) = sessions(&recorded[0]);
+    let key = format!(
+        "captures/server/{}/{}",
+        session.to_string_lossy(),
+        name.to_string_lossy()
+    );
+    assert!(
+        uploaded.iter().any(|(k, _)| *k == key),
+        "{key} in {uploaded:?}"
+    );
+    let head = s3_client()
+        .await
+        .head_object()
+        .bucket(&bucket)
+        .key(&key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("head the capture");
+    let sha = {
+        use sha2::Digest as _;
+        aws_smithy_types::base64::encode(sha2::Sha256::digest(read(&recorded[0])))
+    };
+    assert_eq!(head.checksum_sha256(), Some(sha.as_str()));
 
     // pcap-fetch brings each file home byte for byte, under <out>/server/.
     let got = fetch(&sb, &["server"]);
     assert_eq!(got.code(), 0, "{}", got.transcript());
-    let name = recorded[0].file_name().expect("name").to_owned();
-    let home = sb.path().join("got/server").join(&name);
+    let home_of = |f: &PathBuf| {
+        let (session, name) = sessions(f);
+        sb.path().join("got/server").join(session).join(name)
+    };
+    let home = home_of(&recorded[0]);
     assert_eq!(read(&home), read(&recorded[0]), "byte-identical");
     for r in &rotations {
-        let home = sb
-            .path()
-            .join("got/server")
-            .join(r.file_name().expect("name"));
-        assert_eq!(read(&home), read(r), "{} byte-identical", r.display());
+        assert_eq!(read(&home_of(r)), read(r), "{} byte-identical", r.display());
     }
     assert!(
         got.stderr().contains("wireshark got/"),
