@@ -7,10 +7,13 @@
 # crafted byte by byte and on real tcpdump captures, with loss induced by nftables in a
 # network namespace of their own.
 # This makes all of them present on a Debian 12 host, from the Debian package archive:
-#   - Debian packages: shellcheck, tshark, tcpdump, nftables, and the Python modules `cloud-init schema` imports
-#     under Debian's /usr/bin/python3 (yaml, jsonschema, requests, configobj,
-#     jsonpatch). Without jsonschema cloud-init 22.4 skips validation silently and
-#     calls anything valid, so it is not optional here.
+#   - Debian packages: shellcheck, tshark, tcpdump, nftables; the tools the instance
+#     scripts and the tests run on this host (curl, openssl, iproute2's ip, procps'
+#     kill, systemd's systemd-analyze); python3-venv for LocalStack's virtualenv; and
+#     the Python modules `cloud-init schema` imports under Debian's /usr/bin/python3
+#     (yaml, jsonschema, requests, configobj, jsonpatch). Without jsonschema
+#     cloud-init 22.4 skips validation silently and calls anything valid, so it is not
+#     optional here.
 #   - cloud-init itself, NOT installed: `apt-get download` + `dpkg-deb -x` into the
 #     cache dir below, so nothing on this host runs it at boot. Run it as
 #       PYTHONPATH=<root>/usr/lib/python3/dist-packages \
@@ -49,7 +52,8 @@ series=22.4
 
 # python3 provides /usr/bin/python3 (Debian's, not a pyenv shim on PATH).
 packages=(shellcheck python3 python3-yaml python3-jsonschema python3-requests
-  python3-configobj python3-jsonpatch tshark tcpdump nftables)
+  python3-configobj python3-jsonpatch python3-venv tshark tcpdump nftables curl openssl
+  iproute2 procps systemd)
 
 export DEBIAN_FRONTEND=noninteractive
 say() { echo "test-deps.sh: $*" >&2; }

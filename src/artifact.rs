@@ -43,7 +43,8 @@ pub fn resolve(
     if let ArtifactSource::Url { .. } = source.value {
         return Ok(None);
     }
-    let path = match std::env::var_os(ENV_LABNET).filter(|v| !v.is_empty()) {
+    let from_env = std::env::var_os(ENV_LABNET).filter(|v| !v.is_empty());
+    let path = match &from_env {
         Some(path) => PathBuf::from(path),
         None => match &source.value {
             ArtifactSource::Path(p) => {
@@ -53,7 +54,7 @@ pub fn resolve(
             _ => build(printer)?,
         },
     };
-    let from = match (std::env::var_os(ENV_LABNET).is_some(), &source.value) {
+    let from = match (from_env.is_some(), &source.value) {
         (true, _) => format!("{ENV_LABNET}={}", path.display()),
         (false, ArtifactSource::Path(_)) => format!(
             "{}:{}:{}: `artifacts.labnet.path`",

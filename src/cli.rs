@@ -97,9 +97,9 @@ pub enum Command {
     /// SSH tunnel did in the labs). Many local connections share one session.
     Forward(ForwardArgs),
     /// Start a tcpdump capture on instances (over SSM); each finished file goes to the
-    /// lab's bucket, under captures/<instance>/, for `labctl pcap-fetch`.
+    /// lab's bucket, under captures/<instance>/<label>-<time>/, for `labctl pcap-fetch`.
     Capture(CaptureArgs),
-    /// Download the lab's captures into <out>/<instance>/: concurrently, verified
+    /// Download the lab's captures into <out>/<instance>/<recording>/: concurrently, verified
     /// (size and SHA-256), resuming interrupted downloads, skipping identical files.
     PcapFetch(PcapFetchArgs),
 }

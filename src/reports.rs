@@ -115,15 +115,17 @@ pub async fn read(
 }
 
 /// Waits until every instance (name, id) has reported or `timeout` passes, printing a
-/// line per instance as its report arrives. Errors when any failed or stayed silent.
+/// line per instance as its report arrives, and returns the reports. Errors when any
+/// failed or stayed silent.
 pub async fn wait(
     c: &Clients,
     bucket: &str,
     instances: &[(String, String)],
     timeout: Duration,
     printer: &Printer,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<std::collections::BTreeMap<String, Readiness>> {
     let start = Instant::now();
+    let mut reported = std::collections::BTreeMap::new();
     let width = instances.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut pending: Vec<&(String, String)> = instances.iter().collect();
     let mut failed = Vec::new();
@@ -161,6 +163,7 @@ pub async fn wait(
                 }
                 _ => printer.success(&line),
             }
+            reported.insert(entry.0.clone(), readiness);
         }
         pending = still;
         if pending.is_empty() {
@@ -182,7 +185,7 @@ pub async fn wait(
     if !failed.is_empty() {
         bail!("the bootstrap failed on {}", failed.join(", "));
     }
-    Ok(())
+    Ok(reported)
 }
 
 /// `2m13s`, `45s`, `1h05m`.

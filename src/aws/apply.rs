@@ -30,6 +30,8 @@ mod dns;
 mod iam;
 mod network;
 mod storage;
+
+pub(crate) use storage::hex_bytes;
 mod update;
 
 /// Error codes that mean "already gone": success for a deletion.

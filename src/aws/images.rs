@@ -133,7 +133,7 @@ async fn describe(c: &Clients, id: &str) -> anyhow::Result<Option<Ami>> {
         .find(|m| m.device_name() == Some(root_device.as_str()))
         .and_then(|m| m.ebs())
         .and_then(|e| e.volume_size())
-        .unwrap_or(8);
+        .unwrap_or(labctl_core::cost::DEFAULT_ROOT_GIB as i32);
     Ok(Some(Ami {
         id: id.to_owned(),
         root_device,

@@ -27,6 +27,7 @@ use labctl_core::{Address, Kind};
 use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 
+use crate::aws::apply::hex_bytes;
 use crate::aws::{AwsError, Clients, aws};
 use crate::cli::{GlobalArgs, PcapFetchArgs};
 use crate::lab::{Lab, Labnet};
@@ -203,8 +204,8 @@ pub async fn run(
     ));
     if fetched + present > 0 {
         printer.note(&format!(
-            "open them in Wireshark (`wireshark {}/<instance>/<file>`), or summarise them: \
-             `labctl pcap-summary {}/*/*.pcap`",
+            "open them in Wireshark (`wireshark {}/<instance>/<recording>/<file>`), or summarise \
+             a recording: `labctl pcap-summary {}/<instance>/<recording>/*.pcap`",
             args.out.display(),
             args.out.display()
         ));
@@ -418,7 +419,7 @@ async fn expected(clients: &Clients, bucket: &str, key: &str) -> anyhow::Result<
         .as_deref()
         .map(|e| e.trim_matches('"'))
         .filter(|e| e.len() == 32 && !e.contains('-'))
-        .and_then(hex);
+        .and_then(hex_bytes);
     let sha256 = head
         .checksum_sha256()
         .and_then(|s| aws_smithy_types::base64::decode(s).ok())
@@ -434,13 +435,6 @@ async fn expected(clients: &Clients, bucket: &str, key: &str) -> anyhow::Result<
     })
 }
 
-fn hex(text: &str) -> Option<Vec<u8>> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Whether the file at `path` has the expected size and checksum.
 async fn matches(path: &Path, expected: &Expected) -> anyhow::Result<bool> {
     let path = path.to_owned();
@@ -454,7 +448,14 @@ async fn matches(path: &Path, expected: &Expected) -> anyhow::Result<bool> {
         }
         let mut file = std::fs::File::open(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        let (mut sha, mut md5) = (sha2::Sha256::new(), md5::Md5::new());
+        // The digest the bucket has, and only that one: files run to a GB.
+        let (mut digest, want): (Box<dyn sha2::digest::DynDigest>, &[u8]) =
+            match (&expected.sha256, &expected.md5) {
+                (Some(want), _) => (Box::new(sha2::Sha256::new()), want),
+                (None, Some(want)) => (Box::new(md5::Md5::new()), want),
+                // Nothing to check against but the size.
+                (None, None) => return Ok(true),
+            };
         let mut buf = vec![0; 1 << 20];
         loop {
             let n = file
@@ -463,15 +464,9 @@ async fn matches(path: &Path, expected: &Expected) -> anyhow::Result<bool> {
             if n == 0 {
                 break;
             }
-            sha.update(&buf[..n]);
-            md5.update(&buf[..n]);
+            digest.update(&buf[..n]);
         }
-        Ok(match (&expected.sha256, &expected.md5) {
-            (Some(want), _) => sha.finalize().as_slice() == want.as_slice(),
-            (None, Some(want)) => md5.finalize().as_slice() == want.as_slice(),
-            // Nothing to check against but the size.
-            (None, None) => true,
-        })
+        Ok(*digest.finalize() == *want)
     })
     .await?
 }
@@ -606,8 +601,8 @@ mod tests {
 
     #[test]
     fn etags_give_an_md5_only_for_single_part_uploads() {
-        assert_eq!(hex("00ff10"), Some(vec![0, 255, 16]));
-        assert_eq!(hex("0g"), None);
+        assert_eq!(hex_bytes("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(hex_bytes("0g"), None);
         assert_eq!(
             part_of(Path::new("out/server/a.pcap")),
             PathBuf::from("out/server/a.pcap.part")

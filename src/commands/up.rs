@@ -63,13 +63,16 @@ pub async fn run(
         printer.success(&format!("lab `{}` is up", lab.desired.lab));
         after
     };
-    if let Some(timeout) = args.wait {
-        let (Some(bucket), instances) = status::instances_of(&now) else {
-            bail!("the lab has no bucket to read readiness reports from");
-        };
-        reports::wait(&lab.clients, &bucket, &instances, timeout, printer).await?;
-    }
-    let ready = status::readiness(&lab.clients, &now).await?;
+    // With --wait, the reports it waited for are the ones to show.
+    let ready = match args.wait {
+        Some(timeout) => {
+            let (Some(bucket), instances) = status::instances_of(&now) else {
+                bail!("the lab has no bucket to read readiness reports from");
+            };
+            reports::wait(&lab.clients, &bucket, &instances, timeout, printer).await?
+        }
+        None => status::readiness(&lab.clients, &now).await?,
+    };
     status::print(&lab.desired.lab, &now, &ready, args.json, printer)?;
     printer.note("Take it down with `labctl down`.");
     Ok(ExitCode::SUCCESS)

@@ -21,9 +21,12 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
+use labctl_core::desired::labnet_key;
+
 use crate::cloudinit::write_files;
-use crate::harness::{labnet_binary, localstack_endpoint, sdk_config, transcript};
-use crate::reconcile::{REGION, instances, lab_sandbox, ok, tag};
+use crate::exec::ids;
+use crate::harness::{Teardown, labnet_binary, localstack_endpoint, sdk_config, transcript};
+use crate::reconcile::{REGION, lab_sandbox, ok};
 use crate::sigv4::{Keys, VerifyingProxy};
 
 const TOKEN: &str = "imds-test-token";
@@ -247,12 +250,23 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-async fn s3() -> aws_sdk_s3::Client {
+/// An S3 client on LocalStack, for reading back what was stored.
+pub(crate) async fn s3() -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk_config(REGION).await)
             .force_path_style(true)
             .build(),
     )
+}
+
+/// The lab's bucket, as the instance's env file in `user_data` names it.
+pub(crate) fn bucket_of(user_data: &str) -> String {
+    user_data
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("BUCKET=\""))
+        .and_then(|b| b.strip_suffix('"'))
+        .expect("BUCKET in user-data")
+        .to_owned()
 }
 
 /// The user-data EC2 holds for an instance, decoded and inflated as cloud-init does.
@@ -290,6 +304,7 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
     let (sb, lab) = lab_sandbox("boot");
     let up = sb.run(&["up", "--yes"]);
     assert_eq!(up.code(), 0, "{}", up.transcript());
+    let _down = Teardown::new(&sb, &[]);
     assert!(
         up.stderr().contains("estimated cost: $"),
         "{}",
@@ -299,23 +314,13 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
     // The binary `up` uploaded is the one it was given, under its digest.
     let labnet = std::fs::read(labnet_binary()).expect("labnet binary");
     let sha = sha256_hex(&labnet);
-    let mut by_name = std::collections::BTreeMap::new();
-    for i in instances(&lab).await {
-        let name = tag(i.tags(), "labctl:address").expect("address tag");
-        let name = name.trim_start_matches("instance/").to_owned();
-        by_name.insert(name, i.instance_id().expect("id").to_owned());
-    }
+    let by_name = ids(&lab).await;
     assert_eq!(
         by_name.keys().collect::<Vec<_>>(),
         ["client-1", "client-2", "server"]
     );
     let server_ud = user_data_of(&by_name["server"]).await;
-    let bucket = server_ud
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("BUCKET=\""))
-        .and_then(|b| b.strip_suffix('"'))
-        .expect("BUCKET in user-data")
-        .to_owned();
+    let bucket = bucket_of(&server_ud);
     assert!(
         server_ud.contains(&format!("LABNET_SHA256=\"{sha}\"")),
         "{server_ud}"
@@ -324,7 +329,7 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
         .await
         .get_object()
         .bucket(&bucket)
-        .key(format!("artifacts/labnet/{sha}"))
+        .key(labnet_key(&sha))
         .send()
         .await
         .expect("labnet uploaded under its digest");
@@ -399,7 +404,7 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
         assert_eq!(verdict, &Ok(()), "{request}");
     }
     for name in by_name.keys() {
-        let get = format!("GET /{bucket}/artifacts/labnet/{sha}");
+        let get = format!("GET /{bucket}/{}", labnet_key(&sha));
         let put = format!("PUT /{bucket}/reports/{name}.json");
         assert!(
             verdicts.iter().any(|(r, _)| *r == put),
@@ -481,7 +486,7 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
     s3().await
         .put_object()
         .bucket(&bucket)
-        .key(format!("artifacts/labnet/{sha}"))
+        .key(labnet_key(&sha))
         .body(b"#!/bin/sh\necho evil\n".to_vec().into())
         .send()
         .await
@@ -514,8 +519,6 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
         "log tail shown: {}",
         run.transcript()
     );
-
-    ok(&sb, &["down", "--yes"]);
 }
 
 /// Only x86_64 ELF files are uploaded; anything else is refused before any AWS call

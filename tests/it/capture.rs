@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bootstrap::{imds_double, signed_s3, user_data_of};
+use crate::bootstrap::{bucket_of, imds_double, s3, signed_s3, user_data_of};
 use crate::cloudinit::write_files;
 use crate::double::Double;
 use crate::exec::ids;
-use crate::harness::{Run, Sandbox, Teardown, labnet_binary, sdk_config, transcript};
-use crate::reconcile::{REGION, lab_sandbox};
+use crate::harness::{Run, Sandbox, Teardown, labnet_binary, transcript};
+use crate::reconcile::lab_sandbox;
 
 /// The instance's helper files, from its user-data, and where it keeps its captures.
 struct Instance {
@@ -173,16 +173,8 @@ fn with_env(mut cmd: Command, env: &[(String, String)]) -> Command {
     cmd
 }
 
-async fn s3_client() -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk_config(REGION).await)
-            .force_path_style(true)
-            .build(),
-    )
-}
-
 async fn keys(bucket: &str, prefix: &str) -> Vec<(String, i64)> {
-    let out = s3_client()
+    let out = s3()
         .await
         .list_objects_v2()
         .bucket(bucket)
@@ -217,12 +209,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
     let _down = Teardown::new(&sb, &["--delete-captures"]);
     let ids = ids(&lab).await;
     let user_data = user_data_of(&ids["server"]).await;
-    let bucket = user_data
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("BUCKET=\""))
-        .and_then(|b| b.strip_suffix('"'))
-        .expect("BUCKET in user-data")
-        .to_owned();
+    let bucket = bucket_of(&user_data);
     let instance = Instance::from_user_data(&user_data);
     let (imds, _) = imds_double(&ids["server"]);
     let proxy = signed_s3();
@@ -352,7 +339,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
         uploaded.iter().any(|(k, _)| *k == key),
         "{key} in {uploaded:?}"
     );
-    let head = s3_client()
+    let head = s3()
         .await
         .head_object()
         .bucket(&bucket)

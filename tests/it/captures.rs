@@ -48,19 +48,24 @@ fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ack: u32, flags: u8) 
     f
 }
 
-#[test]
-fn pcap_summary_names_conversations_and_resets() {
-    let sb = Sandbox::new();
+/// `refused.pcap` in the sandbox: a SYN from 10.0.1.5:40000 to 10.0.1.4:8080 answered
+/// by a reset, a refused connection.
+fn refused(sb: &Sandbox) -> std::path::PathBuf {
     let client = ([10, 0, 1, 5], 40000);
     let server = ([10, 0, 1, 4], 8080);
-    // A SYN answered by a reset: a refused connection.
-    let file = sb.write_bytes(
+    sb.write_bytes(
         "refused.pcap",
         &pcap(&[
             (100, tcp(client, server, 1000, 0, 0x02)),
             (101, tcp(server, client, 0, 1001, 0x14)),
         ]),
-    );
+    )
+}
+
+#[test]
+fn pcap_summary_names_conversations_and_resets() {
+    let sb = Sandbox::new();
+    let file = refused(&sb);
     let run = sb.run(&["pcap-summary", file.to_str().expect("path")]);
     assert_eq!(run.code(), 0, "{}", run.transcript());
     let text = run.stdout();
@@ -78,10 +83,7 @@ fn pcap_summary_names_conversations_and_resets() {
     assert_eq!(conv[0]["tcp"]["resets"]["first"]["frame"], 2, "{doc}");
 
     // Cut in the middle of the second record: an error naming the file and the offset.
-    let whole = pcap(&[
-        (100, tcp(client, server, 1000, 0, 0x02)),
-        (101, tcp(server, client, 0, 1001, 0x14)),
-    ]);
+    let whole = std::fs::read(&file).expect("read refused.pcap");
     let cut = sb.write_bytes("cut.pcap", &whole[..whole.len() - 10]);
     let run = sb.run(&["pcap-summary", cut.to_str().expect("path")]);
     assert_eq!(run.code(), 1, "{}", run.transcript());
@@ -188,15 +190,7 @@ fn pcap_summary_plots_resets_where_they_happened() {
 #[test]
 fn pcap_summary_plot_errors_are_clear() {
     let sb = Sandbox::new();
-    let client = ([10, 0, 1, 5], 40000);
-    let server = ([10, 0, 1, 4], 8080);
-    let file = sb.write_bytes(
-        "refused.pcap",
-        &pcap(&[
-            (100, tcp(client, server, 1000, 0, 0x02)),
-            (101, tcp(server, client, 0, 1001, 0x14)),
-        ]),
-    );
+    let file = refused(&sb);
     let dir = file.parent().expect("sandbox dir").to_path_buf();
     let file = file.to_str().expect("path");
 

@@ -279,63 +279,21 @@ fn validation_rejects_broken_cloud_config() {
     }
 }
 
-/// The files a cloud-config writes: each `content:` literal block (`|`, `|-`, `|+`, any
-/// indentation) with the `path:` of its list item. Enough YAML for rendered user-data.
+/// The files a cloud-config writes, as (path, content), in order; entries without
+/// content write nothing and are left out.
 pub(crate) fn write_files(user_data: &str) -> Vec<(String, String)> {
-    let mut files = Vec::new();
-    let mut path: Option<String> = None;
-    let mut content: Option<String> = None;
-    let mut lines = user_data.lines().peekable();
-    while let Some(line) = lines.next() {
-        let indent = line.len() - line.trim_start().len();
-        let mut key = line.trim_start();
-        let mut key_indent = indent;
-        if let Some(rest) = key.strip_prefix("- ") {
-            // A new list item: the previous one is complete.
-            if let (Some(p), Some(c)) = (path.take(), content.take()) {
-                files.push((p, c));
-            }
-            (path, content) = (None, None);
-            key_indent += 2 + rest.len() - rest.trim_start().len();
-            key = rest.trim_start();
-        }
-        if let Some(value) = key.strip_prefix("path:") {
-            path = Some(value.trim().trim_matches(['"', '\'']).to_owned());
-        } else if let Some(style) = key.strip_prefix("content:").map(str::trim)
-            && style.starts_with('|')
-        {
-            let mut block: Vec<&str> = Vec::new();
-            let mut block_indent = None;
-            while let Some(next) = lines.peek() {
-                let body = next.trim_start();
-                let depth = next.len() - body.len();
-                if !body.is_empty() {
-                    if depth <= key_indent {
-                        break;
-                    }
-                    let n = *block_indent.get_or_insert(depth);
-                    block.push(next.get(n..).unwrap_or(body));
-                } else {
-                    block.push("");
-                }
-                lines.next();
-            }
-            let mut text = block.join("\n");
-            match style {
-                "|+" => text.push('\n'),
-                "|-" => text.truncate(text.trim_end_matches('\n').len()),
-                _ => {
-                    text.truncate(text.trim_end_matches('\n').len());
-                    text.push('\n');
-                }
-            }
-            content = Some(text);
-        }
-    }
-    if let (Some(p), Some(c)) = (path, content) {
-        files.push((p, c));
-    }
-    files
+    let doc: serde_json::Value = serde_saphyr::from_str(user_data).expect("YAML user-data");
+    doc["write_files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            Some((
+                f["path"].as_str()?.to_owned(),
+                f["content"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// Whether `text` starts with a `#!` line naming a shell shellcheck knows.

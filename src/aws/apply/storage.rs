@@ -202,7 +202,8 @@ impl Applier<'_> {
     }
 }
 
-fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
+/// Lowercase or uppercase hex as bytes; `None` for anything else.
+pub(crate) fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return None;
     }
