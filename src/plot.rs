@@ -250,8 +250,8 @@ mod tests {
         [rgb[i], rgb[i + 1], rgb[i + 2]]
     }
 
-    /// Columns holding `color` inside the white plot area, and that area's x range.
-    fn columns_with(rgb: &[u8], color: RGBColor) -> (Vec<u32>, (u32, u32)) {
+    /// The white plot area's bounds, inclusive: `(x0, x1, y0, y1)`.
+    fn plot_area(rgb: &[u8]) -> (u32, u32, u32, u32) {
         let white: Vec<(u32, u32)> = (0..HEIGHT)
             .flat_map(|y| (0..WIDTH).map(move |x| (x, y)))
             .filter(|&(x, y)| pixel(rgb, x, y) == [255; 3])
@@ -260,6 +260,12 @@ mod tests {
         let x1 = white.iter().map(|p| p.0).max().expect("a white plot area");
         let y0 = white.iter().map(|p| p.1).min().expect("a white plot area");
         let y1 = white.iter().map(|p| p.1).max().expect("a white plot area");
+        (x0, x1, y0, y1)
+    }
+
+    /// Columns holding `color` inside the white plot area, and that area's x range.
+    fn columns_with(rgb: &[u8], color: RGBColor) -> (Vec<u32>, (u32, u32)) {
+        let (x0, x1, y0, y1) = plot_area(rgb);
         let want = [color.0, color.1, color.2];
         let cols = (x0..=x1)
             .filter(|&x| (y0..=y1).any(|y| pixel(rgb, x, y) == want))
@@ -297,6 +303,18 @@ mod tests {
         let rgb = render_rgb(&g, "empty.pcap").expect("render");
         let (errors, _) = columns_with(&rgb, ERRORS);
         assert!(errors.is_empty());
+        // The axes are dark lines just outside the plot area: the y axis along
+        // its left edge, the x axis along its bottom, each spanning it fully.
+        let (x0, x1, y0, y1) = plot_area(&rgb);
+        let dark = |x: u32, y: u32| pixel(&rgb, x, y).iter().all(|&c| c < 64);
+        assert!(
+            (x0.saturating_sub(4)..x0).any(|x| (y0..=y1).all(|y| dark(x, y))),
+            "no y axis left of the plot area {x0}..{x1} x {y0}..{y1}"
+        );
+        assert!(
+            (y1 + 1..=(y1 + 4).min(HEIGHT - 1)).any(|y| (x0..=x1).all(|x| dark(x, y))),
+            "no x axis below the plot area {x0}..{x1} x {y0}..{y1}"
+        );
     }
 
     #[test]

@@ -438,18 +438,11 @@ impl Analyzer {
             return false;
         };
         let (src, dst) = endpoints(&ip);
-        let key = if src <= dst {
-            Key {
-                protocol: ip.protocol,
-                lo: src,
-                hi: dst,
-            }
-        } else {
-            Key {
-                protocol: ip.protocol,
-                lo: dst,
-                hi: src,
-            }
+        let (lo, hi) = if src <= dst { (src, dst) } else { (dst, src) };
+        let key = Key {
+            protocol: ip.protocol,
+            lo,
+            hi,
         };
         let idx = *self.index.entry(key).or_insert_with(|| {
             self.entries.push(Entry {
@@ -576,15 +569,6 @@ fn endpoints(ip: &IpPacket) -> (Endpoint, Endpoint) {
             port: ports.map(|p| p.1),
         },
     )
-}
-
-/// Summarises packets read elsewhere, e.g. from [`crate::Reader`].
-pub fn summarize<'a>(packets: impl IntoIterator<Item = &'a Packet>) -> Summary {
-    let mut a = Analyzer::new();
-    for p in packets {
-        a.push(p);
-    }
-    a.finish()
 }
 
 impl Summary {

@@ -24,9 +24,7 @@ pub mod iograph;
 pub mod packet;
 pub mod reader;
 
-pub use analysis::{
-    Analyzer, Conversation, Endpoint, Occurrence, Problem, Summary, TcpProblems, summarize,
-};
+pub use analysis::{Analyzer, Conversation, Endpoint, Occurrence, Problem, Summary, TcpProblems};
 pub use iograph::{IoGraph, IoGraphBuilder, IoGraphError};
 pub use reader::{Error, ErrorKind, Packet, Reader};
 

@@ -95,16 +95,6 @@ impl Packet {
     }
 }
 
-/// The container format of a capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// Classic libpcap format.
-    Pcap,
-    /// pcapng.
-    Pcapng,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endian {
     Little,
@@ -163,16 +153,34 @@ impl<R: Read> Source<R> {
         Ok(n)
     }
 
+    /// Bytes of the structure that began at `start` read so far.
+    ///
+    /// `exact`, `vec` and `skip` read the rest of such a structure; when the
+    /// input ends early, their [`ErrorKind::Truncated`] counts the whole of it,
+    /// these bytes included, in both `needed` and `available`.
+    fn consumed(&self, start: u64) -> u64 {
+        self.offset.saturating_sub(start)
+    }
+
+    /// Fills `buf` with the next bytes of the structure that began at `start`.
     fn exact(&mut self, buf: &mut [u8], start: u64, what: &'static str) -> Result<(), Error> {
+        let already = self.consumed(start);
         let n = self.fill(buf)?;
         if n < buf.len() {
-            return Err(truncated(start, what, buf.len() as u64, n as u64));
+            return Err(truncated(
+                start,
+                what,
+                already + buf.len() as u64,
+                already + n as u64,
+            ));
         }
         Ok(())
     }
 
-    /// Reads `len` bytes, growing the buffer only as data arrives.
+    /// Reads the next `len` bytes of the structure that began at `start`,
+    /// growing the buffer only as data arrives.
     fn vec(&mut self, len: u64, start: u64, what: &'static str) -> Result<Vec<u8>, Error> {
+        let already = self.consumed(start);
         let mut out = Vec::new();
         while (out.len() as u64) < len {
             let have = out.len();
@@ -182,18 +190,25 @@ impl<R: Read> Source<R> {
             let n = self.fill(&mut out[have..])?;
             out.truncate(have + n);
             if n < step {
-                return Err(truncated(start, what, len, out.len() as u64));
+                return Err(truncated(
+                    start,
+                    what,
+                    already + len,
+                    already + out.len() as u64,
+                ));
             }
         }
         Ok(out)
     }
 
+    /// Skips the next `len` bytes of the structure that began at `start`.
     fn skip(&mut self, len: u64, start: u64, what: &'static str) -> Result<(), Error> {
+        let already = self.consumed(start);
         let copied = io::copy(&mut (&mut self.inner).take(len), &mut io::sink())
             .map_err(|e| Error::new(self.offset, ErrorKind::Io(e)))?;
         self.offset += copied;
         if copied < len {
-            return Err(truncated(start, what, len, copied));
+            return Err(truncated(start, what, already + len, already + copied));
         }
         Ok(())
     }
@@ -272,7 +287,6 @@ enum State {
 pub struct Reader<R> {
     src: Source<R>,
     state: State,
-    format: Format,
     number: u64,
     failed: bool,
 }
@@ -297,7 +311,6 @@ impl<R: Read> Reader<R> {
                         interfaces: Vec::new(),
                         last_ts: 0,
                     },
-                    format: Format::Pcapng,
                     number: 0,
                     failed: false,
                 };
@@ -312,8 +325,7 @@ impl<R: Read> Reader<R> {
             }
         };
         let mut rest = [0u8; 20];
-        src.exact(&mut rest, 0, "file header")
-            .map_err(|e| retruncate(e, 24, 4))?;
+        src.exact(&mut rest, 0, "file header")?;
         let major = endian.u16(&rest, 0).unwrap_or(0);
         if major != 2 {
             return Err(Error::malformed(
@@ -329,15 +341,9 @@ impl<R: Read> Reader<R> {
                 nanos,
                 link_type: network & 0xffff,
             },
-            format: Format::Pcap,
             number: 0,
             failed: false,
         })
-    }
-
-    /// The container format of the capture.
-    pub fn format(&self) -> Format {
-        self.format
     }
 
     /// Returns the next packet, or `None` at the clean end of the input.
@@ -381,10 +387,7 @@ impl<R: Read> Reader<R> {
                 format!("packet record has a sub-second timestamp of {frac}"),
             ));
         }
-        let data = self
-            .src
-            .vec(u64::from(caplen), start, "packet record")
-            .map_err(|e| retruncate(e, u64::from(caplen) + 16, 16))?;
+        let data = self.src.vec(u64::from(caplen), start, "packet record")?;
         let frac_ns = if nanos {
             u64::from(frac)
         } else {
@@ -403,9 +406,7 @@ impl<R: Read> Reader<R> {
     /// Reads a section header block whose type field started at `start`.
     fn section_header(&mut self, start: u64) -> Result<(), Error> {
         let mut head = [0u8; 8];
-        self.src
-            .exact(&mut head, start, "section header block")
-            .map_err(|e| retruncate(e, 12, 4))?;
+        self.src.exact(&mut head, start, "section header block")?;
         let bom = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         let endian = if bom == PCAPNG_BOM {
             Endian::Little
@@ -425,10 +426,7 @@ impl<R: Read> Reader<R> {
                 format!("section header block has invalid length {len}"),
             ));
         }
-        let body = self
-            .src
-            .vec(len - 12, start, "section header block")
-            .map_err(|e| retruncate(e, len, 12))?;
+        let body = self.src.vec(len - 12, start, "section header block")?;
         let major = endian.u16(&body, 0).unwrap_or(0);
         if major != 1 {
             return Err(Error::malformed(
@@ -477,15 +475,10 @@ impl<R: Read> Reader<R> {
                 ));
             }
             if !matches!(block_type, 1..=3 | 6) {
-                self.src
-                    .skip(len - 8, start, "block")
-                    .map_err(|e| retruncate(e, len, 8))?;
+                self.src.skip(len - 8, start, "block")?;
                 continue;
             }
-            let body = self
-                .src
-                .vec(len - 8, start, "block")
-                .map_err(|e| retruncate(e, len, 8))?;
+            let body = self.src.vec(len - 8, start, "block")?;
             check_trailer(endian, &body, len, start)?;
             let body = &body[..body.len() - 4];
             if let Some(p) = self.pcapng_block(block_type, body, start)? {
@@ -611,16 +604,6 @@ impl<R: Read> Iterator for Reader<R> {
                 Some(Err(e))
             }
         }
-    }
-}
-
-/// Reports a truncation against the whole structure, not the part read last.
-fn retruncate(e: Error, needed: u64, already: u64) -> Error {
-    match e.kind {
-        ErrorKind::Truncated {
-            what, available, ..
-        } => truncated(e.offset, what, needed, available + already),
-        kind => Error::new(e.offset, kind),
     }
 }
 

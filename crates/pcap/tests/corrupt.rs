@@ -2,15 +2,11 @@
 
 mod common;
 
-use labctl_pcap::{Analyzer, Error, Reader};
+use labctl_pcap::{Error, summarize_reader};
 
 /// Reads and analyses `bytes` all the way through.
 fn run(bytes: &[u8]) -> Result<u64, Error> {
-    let mut a = Analyzer::new();
-    for p in Reader::new(bytes)? {
-        a.push(&p?);
-    }
-    let s = a.finish();
+    let s = summarize_reader(bytes)?;
     let _ = s.render_text();
     let _ = s.to_json();
     Ok(s.packets)

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use labctl_pcap::{Problem, TcpProblems, summarize_reader};
 
-/// (tshark field, our count, whether it must agree).
+/// Pairs of (tshark field, our count and first frame for it).
 fn fields(t: &TcpProblems) -> Vec<(&'static str, &Problem)> {
     vec![
         ("tcp.analysis.retransmission", &t.retransmissions),
@@ -115,16 +115,7 @@ fn duplicate_ack_count_survives_window_updates_and_data() {
     let a = Conn::v4([10, 0, 1, 10], 43700, [10, 0, 2, 20], 8080);
     let mut f = Flow::new(&a);
     f.handshake(0, 1000, 5000, Some(7), 65160, 502);
-    for k in 0..4u32 {
-        f.c(
-            10_100 + u64::from(k) * 100,
-            1001 + k * 1000,
-            5001,
-            ACK,
-            502,
-            1000,
-        );
-    }
+    f.burst(10_100, 4, 1001, 5001, 502);
     // 2001 is lost: one ACK, a duplicate, a window update, a second duplicate.
     f.s(20_100, 5001, 2001, ACK, 509, 0)
         .s(20_300, 5001, 2001, ACK, 509, 0)
@@ -137,16 +128,7 @@ fn duplicate_ack_count_survives_window_updates_and_data() {
     let b = Conn::v4([10, 0, 1, 10], 43701, [10, 0, 2, 20], 8080);
     let mut g = Flow::new(&b);
     g.handshake(100_000, 1000, 5000, Some(7), 65160, 502);
-    for k in 0..4u32 {
-        g.c(
-            110_100 + u64::from(k) * 100,
-            1001 + k * 1000,
-            5001,
-            ACK,
-            502,
-            1000,
-        );
-    }
+    g.burst(110_100, 4, 1001, 5001, 502);
     g.s(120_100, 5001, 2001, ACK, 509, 0)
         .s(120_300, 5001, 2001, ACK, 509, 0)
         .s(120_400, 5001, 2001, PSH | ACK, 509, 100)

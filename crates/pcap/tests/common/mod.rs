@@ -427,6 +427,29 @@ impl<'a> Flow<'a> {
         );
         self.c(t_us + 10_000, cisn + 1, sisn + 1, ACK, cwin, 0)
     }
+
+    /// `n` full 1000-byte client segments from `seq`, 100 µs apart from `t_us`.
+    pub fn burst(&mut self, t_us: u64, n: u32, seq: u32, ack: u32, win: u16) -> &mut Self {
+        for k in 0..n {
+            self.c(
+                t_us + u64::from(k) * 100,
+                seq + k * 1000,
+                ack,
+                ACK,
+                win,
+                1000,
+            );
+        }
+        self
+    }
+
+    /// FIN/ACK, FIN/ACK, ACK from client sequence `cseq` and server sequence
+    /// `sseq`, 5 ms apart from `t_us`.
+    pub fn close(&mut self, t_us: u64, cseq: u32, sseq: u32, cwin: u16, swin: u16) -> &mut Self {
+        self.c(t_us, cseq, sseq, FIN | ACK, cwin, 0)
+            .s(t_us + 5_000, sseq, cseq + 1, FIN | ACK, swin, 0)
+            .c(t_us + 10_000, cseq + 1, sseq + 1, ACK, cwin, 0)
+    }
 }
 
 /// Merges frames of several flows by time (stable).
@@ -448,9 +471,7 @@ pub fn clean() -> Vec<Frame> {
         .s(20_300, 5001, 4001, ACK, 509, 0);
     f.s(21_000, 5001, 4001, PSH | ACK, 509, 500)
         .c(31_000, 4001, 5501, ACK, 502, 0);
-    f.c(40_000, 4001, 5501, FIN | ACK, 502, 0)
-        .s(45_000, 5501, 4002, FIN | ACK, 509, 0)
-        .c(50_000, 4002, 5502, ACK, 502, 0);
+    f.close(40_000, 4001, 5501, 502, 509);
 
     let b6 = Conn {
         client: ("2001:db8::10".parse().expect("addr"), 50000),
@@ -477,16 +498,7 @@ pub fn retransmissions() -> Vec<Frame> {
     let a = Conn::v4([10, 0, 1, 10], 43300, [10, 0, 2, 20], 8080);
     let mut f = Flow::new(&a);
     f.handshake(0, 1000, 5000, Some(7), 65160, 502);
-    for k in 0..5u32 {
-        f.c(
-            10_100 + u64::from(k) * 100,
-            1001 + k * 1000,
-            5001,
-            ACK,
-            502,
-            1000,
-        );
-    }
+    f.burst(10_100, 5, 1001, 5001, 502);
     f.s(20_100, 5001, 2001, ACK, 509, 0);
     f.s(20_300, 5001, 2001, ACK, 509, 0)
         .s(20_400, 5001, 2001, ACK, 509, 0)
@@ -498,10 +510,8 @@ pub fn retransmissions() -> Vec<Frame> {
     f.s(341_000, 5001, 7001, ACK, 509, 0);
     f.c(600_000, 6001, 5001, PSH | ACK, 502, 1000);
     f.s(610_000, 5001, 7001, ACK, 509, 0);
-    f.c(700_000, 7001, 5001, FIN | ACK, 502, 0)
-        .s(705_000, 5001, 7002, FIN | ACK, 509, 0)
-        .c(710_000, 7002, 5002, ACK, 502, 0);
-    f.frames.clone()
+    f.close(700_000, 7001, 5001, 502, 509);
+    f.frames
 }
 
 /// A receiver stall: the sender fills the window, the receiver advertises
@@ -510,16 +520,7 @@ pub fn zero_window() -> Vec<Frame> {
     let a = Conn::v4([10, 0, 1, 10], 43400, [10, 0, 2, 20], 9000);
     let mut f = Flow::new(&a);
     f.handshake(0, 1000, 5000, None, 4000, 64240);
-    for k in 0..4u32 {
-        f.c(
-            10_100 + u64::from(k) * 100,
-            1001 + k * 1000,
-            5001,
-            ACK,
-            64240,
-            1000,
-        );
-    }
+    f.burst(10_100, 4, 1001, 5001, 64240);
     f.s(20_400, 5001, 5001, ACK, 0, 0);
     f.c(220_000, 5001, 5001, ACK, 64240, 1);
     f.s(230_000, 5001, 5001, ACK, 0, 0);
@@ -528,10 +529,8 @@ pub fn zero_window() -> Vec<Frame> {
     f.s(700_000, 5001, 5001, ACK, 4000, 0);
     f.c(700_100, 5001, 5001, PSH | ACK, 64240, 1000);
     f.s(710_100, 5001, 6001, ACK, 4000, 0);
-    f.c(720_000, 6001, 5001, FIN | ACK, 64240, 0)
-        .s(725_000, 5001, 6002, FIN | ACK, 4000, 0)
-        .c(730_000, 6002, 5002, ACK, 64240, 0);
-    f.frames.clone()
+    f.close(720_000, 6001, 5001, 64240, 4000);
+    f.frames
 }
 
 /// A connection reset mid-transfer and a refused connection.
@@ -567,7 +566,7 @@ pub fn reordered() -> Vec<Frame> {
     f.c(10_200, 2001, 5001, ACK, 502, 1000)
         .c(10_300, 1001, 5001, ACK, 502, 1000);
     f.s(20_300, 5001, 3001, ACK, 509, 0);
-    f.frames.clone()
+    f.frames
 }
 
 /// Every scenario, by name.
