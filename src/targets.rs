@@ -10,12 +10,12 @@
 use std::collections::BTreeMap;
 
 use anyhow::bail;
-use aws_sdk_ec2::types::{Filter, Tag};
 use aws_sdk_ssm::types::{InstanceInformationStringFilter, PingStatus};
 use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
 use labctl_core::diag::closest;
 use labctl_core::{Address, Kind};
 
+use crate::aws::observe::{lab_filter, live_filter, tag};
 use crate::aws::{Clients, aws};
 use crate::lab::Lab;
 
@@ -242,40 +242,21 @@ async fn live_instances(
     let reservations = clients
         .ec2
         .describe_instances()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_LAB}"))
-                .values(lab)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("stopping")
-                .values("stopped")
-                .build(),
-        )
+        .filters(lab_filter(lab))
+        .filters(live_filter())
         .into_paginator()
         .items()
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(aws("EC2 DescribeInstances"))?;
-    let tag = |tags: &[Tag], key: &str| {
-        tags.iter()
-            .find(|t| t.key() == Some(key))
-            .and_then(|t| t.value())
-            .map(str::to_owned)
-    };
     let mut out = Vec::new();
     for i in reservations.iter().flat_map(|r| r.instances()) {
         // The filter narrows the listing; ownership is still checked on every item.
-        if tag(i.tags(), TAG_LAB).as_deref() != Some(lab) {
+        if tag(i.tags(), TAG_LAB) != Some(lab) {
             continue;
         }
-        let Some(address) = tag(i.tags(), TAG_ADDRESS).and_then(|a| Address::parse(&a)) else {
+        let Some(address) = tag(i.tags(), TAG_ADDRESS).and_then(Address::parse) else {
             continue;
         };
         let (Kind::Instance, Some(id)) = (address.kind, i.instance_id()) else {

@@ -268,7 +268,9 @@ impl StdinReader {
 }
 
 // The pseudo-terminal harness of the integration tests, shared (it is self-contained).
+// Its own tests run there, not here, so not all of it is used here.
 #[cfg(test)]
+#[allow(dead_code)]
 #[path = "../tests/it/pty.rs"]
 mod pty;
 

@@ -57,17 +57,31 @@ pub struct Expected<'a> {
     pub labnet_key: Option<&'a str>,
 }
 
-fn lab_filter(lab: &str) -> Filter {
+/// The lab's resources: tagged with its name. A filter only narrows a listing; check
+/// the tag on every item too.
+pub(crate) fn lab_filter(lab: &str) -> Filter {
     Filter::builder()
         .name(format!("tag:{TAG_LAB}"))
         .values(lab)
         .build()
 }
 
-fn tag<'t>(tags: &'t [Tag], key: &str) -> Option<&'t str> {
+/// The value of tag `key`.
+pub(crate) fn tag<'t>(tags: &'t [Tag], key: &str) -> Option<&'t str> {
     tags.iter()
         .find(|t| t.key() == Some(key))
         .and_then(|t| t.value())
+}
+
+/// Instances that are not terminated or shutting down.
+pub(crate) fn live_filter() -> Filter {
+    Filter::builder()
+        .name("instance-state-name")
+        .values("pending")
+        .values("running")
+        .values("stopping")
+        .values("stopped")
+        .build()
 }
 
 fn address_of(tags: &[Tag], kind: Kind) -> Address {
@@ -129,13 +143,7 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
             }
         };
     }
-    let live = Filter::builder()
-        .name("instance-state-name")
-        .values("pending")
-        .values("running")
-        .values("stopping")
-        .values("stopped")
-        .build();
+    let live = live_filter();
     let (vpcs, subnets, igws, tables, groups, reservations) = tokio::try_join!(
         all!(ec2.describe_vpcs(), "EC2 DescribeVpcs"),
         all!(ec2.describe_subnets(), "EC2 DescribeSubnets"),

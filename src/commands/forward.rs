@@ -137,13 +137,10 @@ async fn serve(
 /// slower than the plugin's 1 KiB per millisecond.
 async fn pump(from_smux: &mut mpsc::Receiver<Bytes>, sender: &Sender, pacing: Option<Duration>) {
     let mut next = tokio::time::Instant::now();
-    while let Some(bytes) = from_smux.recv().await {
-        for piece in bytes.chunks(MAX_INPUT_CHUNK) {
-            if sender
-                .send(PayloadType::Output, Bytes::copy_from_slice(piece))
-                .await
-                .is_err()
-            {
+    while let Some(mut bytes) = from_smux.recv().await {
+        while !bytes.is_empty() {
+            let piece = bytes.split_to(bytes.len().min(MAX_INPUT_CHUNK));
+            if sender.send(PayloadType::Output, piece).await.is_err() {
                 return;
             }
             if let Some(pause) = pacing {

@@ -51,17 +51,22 @@ fn field<'v>(row: &'v Value, key: &str) -> &'v str {
     row[key].as_str().unwrap_or_default()
 }
 
-/// Each command the double received: its `commands` line → the instance ids.
-async fn sent_to_double(double: &Double) -> BTreeMap<String, Vec<String>> {
-    let listed = double
+/// Every command the double received (`ListCommands`).
+async fn commands_on_double(double: &Double) -> Vec<aws_sdk_ssm::types::Command> {
+    double
         .ssm()
         .await
         .list_commands()
         .send()
         .await
-        .expect("ListCommands on the double");
-    listed
+        .expect("ListCommands on the double")
         .commands()
+        .to_vec()
+}
+
+/// Each command: its `commands` line → the instance ids.
+fn by_line(commands: &[aws_sdk_ssm::types::Command]) -> BTreeMap<String, Vec<String>> {
+    commands
         .iter()
         .map(|c| {
             let line = c
@@ -72,6 +77,11 @@ async fn sent_to_double(double: &Double) -> BTreeMap<String, Vec<String>> {
             (line, c.instance_ids().to_vec())
         })
         .collect()
+}
+
+/// Each command the double received: its `commands` line → the instance ids.
+async fn sent_to_double(double: &Double) -> BTreeMap<String, Vec<String>> {
+    by_line(&commands_on_double(double).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -272,7 +282,8 @@ async fn exec_shows_each_instances_output_and_exit_code() {
     );
 
     // What the double received: exactly these instances, these lines, these timeouts.
-    let sent = sent_to_double(&double).await;
+    let commands = commands_on_double(&double).await;
+    let sent = by_line(&commands);
     let id = |n: &str| ids[n].clone();
     assert_eq!(sent[&format!("sh -c '{script}'")], [id("server")]);
     assert_eq!(sent["echo 'a b'"], [id("server")]);
@@ -286,15 +297,7 @@ async fn exec_shows_each_instances_output_and_exit_code() {
         [id("client-1"), id("client-2"), id("server")]
     );
     assert_eq!(sent.len(), 6, "{sent:?}");
-    let listed = double
-        .ssm()
-        .await
-        .list_commands()
-        .send()
-        .await
-        .expect("ListCommands");
-    let timed = listed
-        .commands()
+    let timed = commands
         .iter()
         .find(|c| {
             c.parameters().and_then(|p| p.get("commands")) == Some(&vec!["sleep 20".to_owned()])
@@ -310,8 +313,7 @@ async fn exec_shows_each_instances_output_and_exit_code() {
         "SSM's least TimeoutSeconds"
     );
     assert!(
-        listed
-            .commands()
+        commands
             .iter()
             .all(|c| c.document_name() == Some("AWS-RunShellScript")
                 && c.comment() == Some("labctl exec"))
@@ -401,8 +403,8 @@ async fn exec_sends_nothing_to_offline_agents_or_stopped_instances() {
 #[test]
 fn exec_names_unknown_targets_and_instances_not_created_yet() {
     let (sb, lab) = lab_sandbox("exname");
-    let double = Double::start(&[]);
-    let d = Some(&double);
+    // Every case fails before any SSM call: no double to contact.
+    let d = None;
     let run = exec(&sb, d, &["sever", "--", "true"]);
     assert_eq!(run.code(), 1, "{}", run.transcript());
     let err = run.stderr();

@@ -13,6 +13,7 @@ mod exec;
 mod harness;
 mod localstack;
 mod pty;
+mod pty_selftest;
 mod real_captures;
 mod reconcile;
 mod sigv4;

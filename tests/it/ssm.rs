@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use crate::double::Double;
-use crate::harness::Sandbox;
+use crate::harness::{Sandbox, Teardown};
 use crate::pty::{Terminal, assert_cooked};
 use crate::reconcile::{lab_sandbox, ok};
 
@@ -27,6 +27,7 @@ fn shell(sb: &Sandbox, double: &Double) -> Terminal {
 fn a_shell_in_a_real_terminal() {
     let (sb, _lab) = lab_sandbox("shell");
     ok(&sb, &["up", "--yes"]);
+    let _down = Teardown::new(&sb, &[]);
     let double = Double::start(&[]);
     let term = shell(&sb, &double);
     term.expect(PROMPT, T);
@@ -63,13 +64,13 @@ fn a_shell_in_a_real_terminal() {
         session["signed_upgrades"], 1,
         "the upgrade is SigV4-signed: {session}"
     );
-    ok(&sb, &["down", "--yes"]);
 }
 
 #[test]
 fn the_shell_survives_the_protocols_hard_cases() {
     let (sb, _lab) = lab_sandbox("shfault");
     ok(&sb, &["up", "--yes"]);
+    let _down = Teardown::new(&sb, &[]);
     let double = Double::start(&[
         "--drop-ack-every",
         "4",
@@ -132,7 +133,6 @@ fn the_shell_survives_the_protocols_hard_cases() {
     );
     assert!(session["reconnects"].as_u64() >= Some(1), "{session}");
     assert_eq!(session["received_while_paused"], 0, "{session}");
-    ok(&sb, &["down", "--yes"]);
 }
 
 /// An echo server on loopback: what it reads it writes back, until EOF.
@@ -209,6 +209,7 @@ fn payload(i: u32, len: usize) -> Vec<u8> {
 fn one_session_forwards_a_hundred_concurrent_connections() {
     let (sb, _lab) = lab_sandbox("fwd");
     ok(&sb, &["up", "--yes"]);
+    let _down = Teardown::new(&sb, &[]);
     let double = Double::start(&[]);
     let echo = echo_server();
     let fwd = forward(&sb, &double, echo);
@@ -247,14 +248,13 @@ fn one_session_forwards_a_hundred_concurrent_connections() {
         1,
         "one session for every connection: {stats}"
     );
-    drop(fwd);
-    ok(&sb, &["down", "--yes"]);
 }
 
 #[test]
 fn plugin_hand_over_passes_what_the_aws_cli_passes() {
     let (sb, _lab) = lab_sandbox("plugin");
     ok(&sb, &["up", "--yes"]);
+    let _down = Teardown::new(&sb, &[]);
     let double = Double::start(&[]);
     // A stand-in for AWS's session-manager-plugin (not on any registry here): it
     // records its arguments and exits 4.
@@ -319,7 +319,6 @@ fn plugin_hand_over_passes_what_the_aws_cli_passes() {
     );
     let started = sessions(&double).as_object().map(|m| m.len());
     assert_eq!(started, Some(1), "only the plugin's session");
-    ok(&sb, &["down", "--yes"]);
 }
 
 /// The double's per-session counters (`GET /_double/sessions`).
@@ -341,12 +340,12 @@ fn sessions(double: &Double) -> serde_json::Value {
 fn a_kms_encrypted_session_is_refused_clearly_and_the_terminal_restored() {
     let (sb, _lab) = lab_sandbox("kms");
     ok(&sb, &["up", "--yes"]);
+    let _down = Teardown::new(&sb, &[]);
     let double = Double::start(&["--kms"]);
     let term = shell(&sb, &double);
     term.expect("KMS-encrypted", T);
     assert_eq!(term.wait(T), 1, "{}", term.transcript());
     assert_cooked(&term);
-    ok(&sb, &["down", "--yes"]);
 }
 
 /// What the labs do through an SSH tunnel: `labnet load` from the laptop against the
@@ -355,6 +354,7 @@ fn a_kms_encrypted_session_is_refused_clearly_and_the_terminal_restored() {
 fn labnet_load_runs_through_a_forwarded_port() {
     let (sb, _lab) = lab_sandbox("fwdload");
     ok(&sb, &["up", "--yes"]);
+    let _down = Teardown::new(&sb, &[]);
     let double = Double::start(&[]);
     let mut server = std::process::Command::new(crate::harness::labnet_binary())
         .args(["intro-server", "--port", "0"])
@@ -393,8 +393,6 @@ fn labnet_load_runs_through_a_forwarded_port() {
     );
     let doc: serde_json::Value = serde_json::from_slice(&load.stdout).expect("load JSON");
     assert_eq!(doc["runs"][0]["clients"], 50, "{doc}");
-    drop(fwd);
-    ok(&sb, &["down", "--yes"]);
 }
 
 /// A signal to labctl ends the session and leaves the terminal as it was.
@@ -402,6 +400,7 @@ fn labnet_load_runs_through_a_forwarded_port() {
 fn a_signal_to_labctl_restores_the_terminal() {
     let (sb, _lab) = lab_sandbox("shsig");
     ok(&sb, &["up", "--yes"]);
+    let _down = Teardown::new(&sb, &[]);
     let double = Double::start(&[]);
     for (signal, code) in [("TERM", 143), ("HUP", 129)] {
         let term = shell(&sb, &double);
@@ -418,5 +417,4 @@ fn a_signal_to_labctl_restores_the_terminal() {
         .filter(|s| s["terminated"] == true)
         .count();
     assert_eq!(terminated, 2, "each session was terminated: {stats}");
-    ok(&sb, &["down", "--yes"]);
 }

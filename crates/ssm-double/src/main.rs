@@ -219,8 +219,8 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Bod
 }
 
 /// A plain-text response.
-pub fn plain(status: StatusCode, text: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(text)));
+pub fn plain(status: StatusCode, text: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(text.into()));
     *response.status_mut() = status;
     response
 }

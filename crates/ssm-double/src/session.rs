@@ -74,10 +74,6 @@ pub struct Sessions {
     map: Mutex<HashMap<String, Entry>>,
 }
 
-fn api_error(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(code, message)
-}
-
 impl std::fmt::Debug for Sessions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sessions")
@@ -111,7 +107,7 @@ impl Sessions {
         let target = body["Target"]
             .as_str()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| api_error("ValidationException", "Target is required"))?
+            .ok_or_else(|| ApiError::validation("Target is required"))?
             .to_owned();
         let document = body["DocumentName"]
             .as_str()
@@ -121,7 +117,7 @@ impl Sessions {
             document.as_str(),
             "SSM-SessionManagerRunShell" | "AWS-StartPortForwardingSession"
         ) {
-            return Err(api_error(
+            return Err(ApiError::new(
                 "InvalidDocument",
                 format!("the double runs no document {document}"),
             ));
@@ -154,7 +150,7 @@ impl Sessions {
         let entry = map
             .get_mut(&id)
             .filter(|e| !e.terminated)
-            .ok_or_else(|| api_error("DoesNotExistException", format!("no session {id}")))?;
+            .ok_or_else(|| ApiError::new("DoesNotExistException", format!("no session {id}")))?;
         let token = uuid::Uuid::new_v4().to_string();
         entry.token = Some(token.clone());
         entry.resumes += 1;
@@ -215,7 +211,7 @@ impl Sessions {
             .and_then(|k| k.to_str().ok())
             .map(|k| derive_accept_key(k.as_bytes()))
         else {
-            return plain(StatusCode::BAD_REQUEST, "a websocket upgrade is expected");
+            return crate::plain(StatusCode::BAD_REQUEST, "a websocket upgrade is expected");
         };
         let signed = req
             .headers()
@@ -228,7 +224,7 @@ impl Sessions {
             });
         match self.lock().get_mut(&id) {
             Some(entry) => entry.signed_upgrades += u64::from(signed),
-            None => return plain(StatusCode::NOT_FOUND, "no such session"),
+            None => return crate::plain(StatusCode::NOT_FOUND, "no such session"),
         }
         let sessions = Arc::clone(self);
         tokio::spawn(async move {
@@ -253,7 +249,7 @@ impl Sessions {
             .header("upgrade", "websocket")
             .header("sec-websocket-accept", key)
             .body(Full::new(Bytes::new()))
-            .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+            .unwrap_or_else(|_| crate::plain(StatusCode::INTERNAL_SERVER_ERROR, "response"))
     }
 
     /// A websocket for session `id`: its opening frame must carry the current token.
@@ -343,11 +339,9 @@ impl Sessions {
             tokio::select! {
                 out = shell.read() => match out {
                     Some(bytes) => {
-                        for piece in bytes.chunks(chunk) {
-                            if sender.send(PayloadType::Output, Bytes::copy_from_slice(piece)).await.is_err() {
-                                shell.kill();
-                                return Ok(());
-                            }
+                        if send_chunked(&sender, bytes, chunk).await.is_err() {
+                            shell.kill();
+                            return Ok(());
                         }
                     }
                     None => break,
@@ -441,14 +435,8 @@ impl Sessions {
         let out_sender = sender.clone();
         let pump = tokio::spawn(async move {
             while let Some(bytes) = from_smux.recv().await {
-                for piece in bytes.chunks(chunk) {
-                    if out_sender
-                        .send(PayloadType::Output, Bytes::copy_from_slice(piece))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
+                if send_chunked(&out_sender, bytes, chunk).await.is_err() {
+                    return;
                 }
             }
         });
@@ -519,10 +507,17 @@ fn channel_closed(output: &str) -> ClientMessage {
     )
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(text.to_owned())));
-    *r.status_mut() = status;
-    r
+/// `bytes` as output messages of at most `chunk` bytes each, split without copying.
+async fn send_chunked(
+    sender: &channel::Sender,
+    mut bytes: Bytes,
+    chunk: usize,
+) -> Result<(), channel::ChannelGone> {
+    while !bytes.is_empty() {
+        let piece = bytes.split_to(bytes.len().min(chunk));
+        sender.send(PayloadType::Output, piece).await?;
+    }
+    Ok(())
 }
 
 /// The agent's connector: it waits for the client's next websocket.

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use labctl_ssm::smux::{Cmd, Config, Decoder, Error, Frame, MAX_PAYLOAD, Session, Stream, encode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use labctl_ssm::smux::{Cmd, Config, Decoder, Error, Frame, MAX_PAYLOAD, Session, encode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -175,8 +175,7 @@ async fn open_accept_and_data_both_ways() {
         assert_eq!(c2.id(), 2);
         c.write_all(b"from the server").await.unwrap();
         c.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        c2.read_to_end(&mut got).await.unwrap();
+        let got = read_all(&mut c2).await;
         assert_eq!(got, b"from the server");
     })
     .await;
@@ -195,8 +194,7 @@ async fn fin_ends_reads_but_not_the_other_direction() {
         let err = local.write_all(b"more").await.unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
 
-        let mut got = Vec::new();
-        remote.read_to_end(&mut got).await.unwrap();
+        let got = read_all(&mut remote).await;
         assert_eq!(got, b"request");
         assert_eq!(
             remote.read(&mut [0u8; 8]).await.unwrap(),
@@ -208,8 +206,7 @@ async fn fin_ends_reads_but_not_the_other_direction() {
         remote.write_all(b"response").await.unwrap();
         remote.write_all(b", in two writes").await.unwrap();
         remote.shutdown().await.unwrap();
-        let mut got = Vec::new();
-        local.read_to_end(&mut got).await.unwrap();
+        let got = read_all(&mut local).await;
         assert_eq!(got, b"response, in two writes");
     })
     .await;
@@ -228,8 +225,7 @@ async fn data_sent_before_fin_is_read_before_eof() {
         ])
         .await;
         let mut stream = server.accept().await.unwrap();
-        let mut got = Vec::new();
-        stream.read_to_end(&mut got).await.unwrap();
+        let got = read_all(&mut stream).await;
         assert_eq!(got, b"abcdef");
         // Data after FIN is a peer bug: EOF stays EOF.
         raw.send(&[Frame::psh(3, &b"late"[..])]).await;
@@ -282,8 +278,7 @@ async fn dropping_a_stream_is_eof_for_the_peer() {
         local.write_all(b"bye").await.unwrap();
         drop(local);
         let mut remote = server.accept().await.unwrap();
-        let mut got = Vec::new();
-        remote.read_to_end(&mut got).await.unwrap();
+        let got = read_all(&mut remote).await;
         assert_eq!(got, b"bye");
     })
     .await;
@@ -430,8 +425,7 @@ async fn frames_for_unknown_streams_and_nops_are_ignored() {
         .await;
         let mut stream = server.accept().await.unwrap();
         assert_eq!(stream.id(), 3);
-        let mut got = Vec::new();
-        stream.read_to_end(&mut got).await.unwrap();
+        let got = read_all(&mut stream).await;
         assert_eq!(got, b"ok");
         assert!(!server.is_closed());
         // The duplicate SYN did not make a second stream.
@@ -560,8 +554,7 @@ async fn an_unread_stream_stops_the_session_reading_input() {
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!feeder.is_finished(), "1 MiB was taken with nobody reading");
-        let mut got = Vec::new();
-        stream.read_to_end(&mut got).await.unwrap();
+        let got = read_all(&mut stream).await;
         let expected: Vec<u8> = (0..256u32).flat_map(|i| vec![i as u8; 4096]).collect();
         assert!(got == expected, "data differs");
         let _raw = feeder.await.unwrap();
@@ -589,7 +582,8 @@ where
     got
 }
 
-async fn read_all(mut stream: Stream) -> Vec<u8> {
+/// Everything `stream` yields, to its end.
+async fn read_all(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     let mut got = Vec::new();
     stream.read_to_end(&mut got).await.expect("read");
     got
@@ -618,11 +612,11 @@ async fn a_slow_reader_delays_but_loses_nothing() {
             b.write_all(&b_sent).await.unwrap();
             b.shutdown().await.unwrap();
         });
-        let a2 = server.accept().await.unwrap();
-        let b2 = server.accept().await.unwrap();
-        let b_reader = tokio::spawn(read_all(b2));
+        let mut a2 = server.accept().await.unwrap();
+        let mut b2 = server.accept().await.unwrap();
+        let b_reader = tokio::spawn(async move { read_all(&mut b2).await });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(read_all(a2).await == a_data, "stream A differs");
+        assert!(read_all(&mut a2).await == a_data, "stream A differs");
         assert!(b_reader.await.unwrap() == b_data, "stream B differs");
     })
     .await;
@@ -641,8 +635,7 @@ async fn a_dropped_stream_does_not_stall_the_others() {
         let a_writer = tokio::spawn(async move {
             // The peer drops A; what A writes is discarded there, but writes succeed.
             a.write_all(&vec![1u8; 1 << 20]).await.unwrap();
-            let mut rest = Vec::new();
-            a.read_to_end(&mut rest).await.unwrap(); // the drop's FIN
+            let rest = read_all(&mut a).await; // the drop's FIN
             rest
         });
         let a2 = server.accept().await.unwrap();
@@ -671,8 +664,7 @@ async fn a_hundred_concurrent_streams_each_way_arrive_intact() {
             while let Some(mut stream) = server.accept().await {
                 tasks.push(tokio::spawn(async move {
                     let id = u64::from(stream.id());
-                    let mut got = Vec::new();
-                    stream.read_to_end(&mut got).await.unwrap();
+                    let got = read_all(&mut stream).await;
                     assert!(
                         got == Rng::new(id).bytes(LEN),
                         "stream {id}: request differs"
@@ -775,8 +767,7 @@ async fn our_client_against_async_smux_server() {
             while let Some(mut stream) = acceptor.accept().await {
                 tasks.push(tokio::spawn(async move {
                     let id = stream.get_stream_id();
-                    let mut got = Vec::new();
-                    stream.read_to_end(&mut got).await.unwrap();
+                    let got = read_all(&mut stream).await;
                     stream.write_all(&answer(&got)).await.unwrap();
                     stream.shutdown().await.unwrap();
                     id
@@ -829,8 +820,7 @@ async fn async_smux_client_against_our_server() {
             let mut tasks = Vec::new();
             while let Some(mut stream) = server.accept().await {
                 tasks.push(tokio::spawn(async move {
-                    let mut got = Vec::new();
-                    stream.read_to_end(&mut got).await.unwrap();
+                    let got = read_all(&mut stream).await;
                     stream.write_all(&answer(&got)).await.unwrap();
                     stream.shutdown().await.unwrap();
                     stream.id()
