@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use labctl_core::desired::{LABNET_KEY_PREFIX, TAG_ADDRESS, TAG_LAB};
-use labctl_core::plan::{Action, Change, Observed, Plan, Step};
+use labctl_core::plan::{Action, Change, Observation, Observed, Plan, Step};
 use labctl_core::{Address, Desired};
 use serde_json::json;
 
@@ -111,52 +111,71 @@ pub fn step_label(step: &Step) -> String {
         Step::Revoke(a) => format!("revoke stale rules of {a}"),
         Step::Create(a) => format!("create {a}"),
         Step::Update(a) => format!("update {a}"),
+        Step::Retire(a) => format!("delete the replaced {a}"),
     }
+}
+
+/// What the applier knows of a resource that exists: found, or just created.
+#[derive(Debug, Clone)]
+struct Known {
+    id: String,
+    observation: Observation,
 }
 
 struct Applier<'a> {
     c: &'a Clients,
     inputs: &'a Inputs<'a>,
-    /// Address → AWS id and facts (private IP …), from observation and from creations.
-    ids: Mutex<BTreeMap<Address, BTreeMap<String, String>>>,
+    /// The resource that stands at each address: the one the plan kept, then the one
+    /// created in its place.
+    known: Mutex<BTreeMap<Address, Known>>,
 }
 
 impl<'a> Applier<'a> {
     fn new(c: &'a Clients, inputs: &'a Inputs<'a>) -> Self {
-        let mut ids: BTreeMap<Address, BTreeMap<String, String>> = BTreeMap::new();
-        // The first found resource per address is the one the plan kept (diff claims
-        // the first); later ones are duplicates the plan deletes by their own id.
-        for f in &inputs.observed.resources {
-            ids.entry(f.address.clone()).or_insert_with(|| {
-                let mut facts = f.facts.clone();
-                facts.insert("id".into(), f.id.clone());
-                facts
-            });
-        }
+        // Extra copies the plan deletes are never what a new resource refers to.
+        let deleted = |id: &str, a: &Address| {
+            inputs.plan.changes.iter().any(|c| {
+                c.action == Action::Delete && &c.address == a && c.id.as_deref() == Some(id)
+            })
+        };
+        let known = inputs
+            .observed
+            .resources
+            .iter()
+            .filter(|f| !deleted(&f.id, &f.address))
+            .map(|f| {
+                let known = Known {
+                    id: f.id.clone(),
+                    observation: f.observation.clone(),
+                };
+                (f.address.clone(), known)
+            })
+            .collect();
         Self {
             c,
             inputs,
-            ids: Mutex::new(ids),
+            known: Mutex::new(known),
         }
     }
 
-    fn remember(&self, address: &Address, facts: BTreeMap<String, String>) {
-        self.ids
+    fn remember(&self, address: &Address, id: &str, observation: Observation) {
+        let known = Known {
+            id: id.to_owned(),
+            observation,
+        };
+        self.known
             .lock()
-            .expect("ids lock")
-            .insert(address.clone(), facts);
+            .expect("known lock")
+            .insert(address.clone(), known);
     }
 
-    fn fact(&self, address: &Address, key: &str) -> Option<String> {
-        self.ids
-            .lock()
-            .expect("ids lock")
-            .get(address)
-            .and_then(|f| f.get(key).cloned())
+    fn known(&self, address: &Address) -> Option<Known> {
+        self.known.lock().expect("known lock").get(address).cloned()
     }
 
     fn id(&self, address: &Address) -> anyhow::Result<String> {
-        self.fact(address, "id")
+        self.known(address)
+            .map(|k| k.id)
             .ok_or_else(|| anyhow!("{address} does not exist (it should have been created first)"))
     }
 
@@ -197,16 +216,19 @@ impl<'a> Applier<'a> {
 
     async fn run(&self, step: &Step) -> anyhow::Result<String> {
         match step {
-            Step::Delete(a) => {
-                // Every existing resource at the address that goes: a replacement's old
-                // one, or duplicates left by an interrupted run.
+            Step::Delete(a) | Step::Retire(a) => {
+                // Every existing resource at the address that goes in this phase: a
+                // replacement's original, or duplicates left by an interrupted run.
+                let late = matches!(step, Step::Retire(_));
                 let doomed: Vec<&Change> = self
                     .inputs
                     .plan
                     .changes
                     .iter()
                     .filter(|c| {
-                        &c.address == a && matches!(c.action, Action::Delete | Action::Replace)
+                        &c.address == a
+                            && matches!(c.action, Action::Delete | Action::Replace)
+                            && c.goes_last(self.inputs.desired) == late
                     })
                     .collect();
                 let mut ids = Vec::new();
@@ -240,6 +262,11 @@ impl<'a> Applier<'a> {
             }
         }
     }
+}
+
+/// EC2 refusing an instance profile IAM has just made: it is not visible to EC2 yet.
+fn profile_not_visible(e: &AwsError) -> bool {
+    e.is(&["InvalidParameterValue"]) && e.message.to_ascii_lowercase().contains("profile")
 }
 
 fn iam_tag(key: &str, value: &str) -> aws_sdk_iam::types::Tag {

@@ -18,32 +18,16 @@ use ipnet::Ipv4Net;
 use labctl_core::desired::{
     LABNET_ARTIFACT, LABNET_KEY_PREFIX, Permission, PermissionPeer, TAG_ADDRESS, TAG_LAB,
 };
-use labctl_core::plan::{Found, Observed};
+use labctl_core::plan::{Association, Found, InstanceFacts, Observation, Observed};
 use labctl_core::topology::{PortRange, Proto};
 use labctl_core::{Address, Kind, Spec};
 
 use super::{Absent, Clients, aws};
 
-/// Instance tags that record how an instance was launched.
-pub const TAG_USER_DATA: &str = "labctl:user-data";
-pub const TAG_SERVICES: &str = "labctl:services";
-pub const TAG_LIFETIME: &str = "labctl:lifetime-minutes";
-pub const TAG_IMAGE: &str = "labctl:image";
-pub const TAG_PUBLIC_IP: &str = "labctl:public-ip";
-/// The inline policy that grants the instances their bucket.
-pub const INLINE_POLICY: &str = "labctl-bucket";
-
-/// The IAM path that marks a lab's roles and instance profiles. IAM is global; the
-/// region in the path keeps a same-named lab in another region from adopting them
-/// (it gets a clear name clash instead).
-pub fn iam_path(lab: &str, region: &str) -> String {
-    format!("/labctl/{lab}/{region}/")
-}
-
-/// The prefix of the lab's hosted zone caller references.
-pub fn caller_reference_prefix(lab: &str) -> String {
-    format!("labctl:{lab}:")
-}
+pub use labctl_core::marks::{
+    INLINE_POLICY, TAG_IMAGE, TAG_LIFETIME, TAG_PUBLIC_IP, TAG_SERVICES, TAG_USER_DATA,
+    caller_reference_prefix, iam_path,
+};
 
 /// Names the lab expects, so squatters on them are reported instead of adopted.
 pub struct Expected<'a> {
@@ -97,7 +81,7 @@ fn found(address: Address, id: &str, name: &str, spec: Spec) -> Found {
         id: id.to_owned(),
         name: name.to_owned(),
         spec,
-        facts: BTreeMap::new(),
+        observation: Observation::Plain,
     }
 }
 
@@ -105,11 +89,23 @@ fn found(address: Address, id: &str, name: &str, spec: Spec) -> Found {
 pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Observed> {
     let lab = expected.lab;
     // Independent families in parallel; EC2 first needs nothing else.
-    let (ec2, iam, bucket) = tokio::try_join!(
-        observe_ec2(c, lab),
-        observe_iam(c, expected),
-        observe_bucket(c, expected),
-    )?;
+    // The bucket is looked for under the names the lab may have used: the one wanted,
+    // and the one the lab's role grants now (the old one, after a rename).
+    let (ec2, (iam, bucket)) = tokio::try_join!(observe_ec2(c, lab), async {
+        let iam = observe_iam(c, expected).await?;
+        let granted: Vec<&str> = iam
+            .iter()
+            .filter_map(|f| match &f.spec {
+                Spec::IamRole {
+                    inline_policy_bucket: Some(b),
+                    ..
+                } => Some(b.as_str()),
+                _ => None,
+            })
+            .collect();
+        let bucket = observe_bucket(c, expected, &granted).await?;
+        Ok::<_, anyhow::Error>((iam, bucket))
+    })?;
     let mut resources = ec2.resources;
     let zone = observe_dns(c, lab, &ec2.vpc_id, &ec2.private_ips).await?;
     resources.extend(iam);
@@ -208,14 +204,12 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
                 .unwrap_or_default(),
             public: s.map_public_ip_on_launch().unwrap_or(false),
         };
-        let mut f = found(address, id, tag(s.tags(), "Name").unwrap_or(id), spec);
-        f.facts
-            .insert("vpc".into(), s.vpc_id().unwrap_or_default().to_owned());
-        f.facts.insert(
-            "az".into(),
-            s.availability_zone().unwrap_or_default().to_owned(),
-        );
-        out.push(f);
+        out.push(found(
+            address,
+            id,
+            tag(s.tags(), "Name").unwrap_or(id),
+            spec,
+        ));
     }
 
     let mut igw_ids = Vec::new();
@@ -232,8 +226,14 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
             tag(g.tags(), "Name").unwrap_or(id),
             Spec::InternetGateway { attached },
         );
-        let vpcs: Vec<&str> = g.attachments().iter().filter_map(|a| a.vpc_id()).collect();
-        f.facts.insert("attached_to".into(), vpcs.join(","));
+        f.observation = Observation::InternetGateway {
+            attached_to: g
+                .attachments()
+                .iter()
+                .filter_map(|a| a.vpc_id())
+                .map(str::to_owned)
+                .collect(),
+        };
         out.push(f);
     }
 
@@ -254,6 +254,7 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
             },
         );
         let mut names = Vec::new();
+        let mut associations = Vec::new();
         for a in t.associations() {
             if let (Some(subnet), Some(assoc)) = (a.subnet_id(), a.route_table_association_id()) {
                 names.push(
@@ -262,16 +263,19 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
                         .cloned()
                         .unwrap_or_else(|| subnet.to_owned()),
                 );
-                f.facts
-                    .insert(format!("association:{subnet}"), assoc.to_owned());
+                associations.push(Association {
+                    subnet_id: subnet.to_owned(),
+                    id: assoc.to_owned(),
+                });
             }
         }
-        if t.routes()
-            .iter()
-            .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
-        {
-            f.facts.insert("default_route".into(), "present".into());
-        }
+        f.observation = Observation::RouteTable {
+            associations,
+            default_route: t
+                .routes()
+                .iter()
+                .any(|r| r.destination_cidr_block() == Some("0.0.0.0/0")),
+        };
         names.sort();
         f.spec = Spec::RouteTable {
             internet_route,
@@ -314,6 +318,15 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
         ));
     }
 
+    let profiles = instance_profiles(
+        c,
+        reservations
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter(|i| owned(i.tags()))
+            .filter_map(|i| i.instance_id()),
+    )
+    .await?;
     let mut private_ips = BTreeMap::new();
     for r in &reservations {
         for i in r.instances().iter().filter(|i| owned(i.tags())) {
@@ -336,9 +349,12 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
                 .subnet_id()
                 .map(|s| subnet_names.get(s).cloned().unwrap_or_else(|| s.to_owned()))
                 .unwrap_or_default();
-            let profile = i
-                .iam_instance_profile()
-                .and_then(|p| p.arn())
+            // The association is the authority on an instance's profile: it is what
+            // ReplaceIamInstanceProfileAssociation changes.
+            let profile = profiles
+                .get(id)
+                .map(String::as_str)
+                .or_else(|| i.iam_instance_profile().and_then(|p| p.arn()))
                 .and_then(|arn| arn.rsplit('/').next())
                 .unwrap_or_default()
                 .to_owned();
@@ -371,20 +387,17 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
                 user_data: tag(tags, TAG_USER_DATA).unwrap_or("unknown").to_owned(),
             };
             let mut f = found(address.clone(), id, tag(tags, "Name").unwrap_or(id), spec);
-            f.facts.insert("state".into(), state);
-            f.facts
-                .insert("ami".into(), i.image_id().unwrap_or_default().to_owned());
             if let Some(ip) = i.private_ip_address() {
-                f.facts.insert("private_ip".into(), ip.to_owned());
                 private_ips.insert(ip.to_owned(), address.name.clone());
             }
-            if let Some(ip) = i.public_ip_address() {
-                f.facts.insert("public_ip".into(), ip.to_owned());
-            }
-            // The latest start: the lifetime guard counts from each boot.
-            if let Some(t) = i.launch_time() {
-                f.facts.insert("launch_time".into(), t.secs().to_string());
-            }
+            f.observation = Observation::Instance(InstanceFacts {
+                state,
+                ami: i.image_id().unwrap_or_default().to_owned(),
+                private_ip: i.private_ip_address().map(str::to_owned),
+                public_ip: i.public_ip_address().map(str::to_owned),
+                // The latest start: the lifetime guard counts from each boot.
+                launch_time: i.launch_time().and_then(|t| u64::try_from(t.secs()).ok()),
+            });
             out.push(f);
         }
     }
@@ -393,6 +406,45 @@ async fn observe_ec2(c: &Clients, lab: &str) -> anyhow::Result<Ec2View> {
         vpc_id,
         private_ips,
     })
+}
+
+/// Instance id → ARN of the instance profile associated with it now.
+async fn instance_profiles(
+    c: &Clients,
+    ids: impl Iterator<Item = &str>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    use aws_sdk_ec2::types::IamInstanceProfileAssociationState as State;
+    let ids: Vec<&str> = ids.collect();
+    let mut out = BTreeMap::new();
+    // EC2 takes at most 200 values in one filter.
+    for chunk in ids.chunks(200) {
+        let associations = c
+            .ec2
+            .describe_iam_instance_profile_associations()
+            .filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(chunk.iter().map(|s| (*s).to_owned()).collect()))
+                    .build(),
+            )
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws("EC2 DescribeIamInstanceProfileAssociations"))?;
+        for a in associations {
+            let current = matches!(a.state(), Some(State::Associated | State::Associating));
+            if let (true, Some(id), Some(arn)) = (
+                current,
+                a.instance_id(),
+                a.iam_instance_profile().and_then(|p| p.arn()),
+            ) {
+                out.insert(id.to_owned(), arn.to_owned());
+            }
+        }
+    }
+    Ok(out)
 }
 
 async fn vpc_attribute(
@@ -557,22 +609,22 @@ async fn observe_iam(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
     Ok(out)
 }
 
-async fn observe_bucket(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec<Found>> {
+async fn observe_bucket(
+    c: &Clients,
+    expected: &Expected<'_>,
+    granted: &[&str],
+) -> anyhow::Result<Vec<Found>> {
     let listed =
         c.s3.list_buckets()
             .send()
             .await
             .map_err(aws("S3 ListBuckets"))?;
-    let auto_prefix = format!("{}-captures-", expected.lab);
-    let auto_suffix = format!("-{}", c.region);
+    let auto = |n: &str| labctl_core::marks::is_auto_bucket_name(n, expected.lab, &c.region);
     let mut candidates: Vec<String> = listed
         .buckets()
         .iter()
         .filter_map(|b| b.name())
-        .filter(|n| {
-            (n.starts_with(&auto_prefix) && n.ends_with(&auto_suffix))
-                || Some(*n) == expected.bucket
-        })
+        .filter(|n| auto(n) || Some(*n) == expected.bucket || granted.contains(n))
         .map(str::to_owned)
         .collect();
     candidates.sort();
@@ -594,8 +646,7 @@ async fn observe_bucket(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<
         // Our own deterministic name with no tags at all: a crash between CreateBucket
         // and PutBucketTagging. It is ours (S3 names are global; only this account and
         // this lab derive it), so it is adopted and tagged.
-        let crashed =
-            tags.is_empty() && name.starts_with(&auto_prefix) && name.ends_with(&auto_suffix);
+        let crashed = tags.is_empty() && auto(&name);
         if !owned && !crashed {
             if Some(name.as_str()) == expected.bucket {
                 bail!(
@@ -641,9 +692,11 @@ async fn observe_artifacts(
             let name = if Some(key) == wanted {
                 LABNET_ARTIFACT.to_owned()
             } else {
-                format!("{LABNET_ARTIFACT}-{}", &sha256[..sha256.len().min(12)])
+                let short: String = sha256.chars().take(12).collect();
+                format!("{LABNET_ARTIFACT}-{short}")
             };
             let spec = Spec::Artifact {
+                bucket: bucket.to_owned(),
                 sha256: sha256.to_owned(),
             };
             out.push(found(Address::new(Kind::Artifact, name), key, key, spec));
@@ -777,14 +830,17 @@ async fn records(
             let Some(host) = fqdn.strip_suffix(&format!(".{zone}")) else {
                 continue;
             };
-            let value = r
+            let values: Vec<String> = r
                 .resource_records()
-                .first()
+                .iter()
                 .map(|v| v.value().to_owned())
-                .unwrap_or_default();
-            let target = match private_ips.get(&value) {
-                Some(instance) => format!("instance/{instance}"),
-                None => value.clone(),
+                .collect();
+            let target = match values.as_slice() {
+                [one] => match private_ips.get(one) {
+                    Some(instance) => format!("instance/{instance}"),
+                    None => one.clone(),
+                },
+                many => many.join(","),
             };
             let mut f = found(
                 Address::new(Kind::DnsRecord, host),
@@ -796,10 +852,10 @@ async fn records(
                     target,
                 },
             );
-            f.facts.insert("zone_id".into(), zone_id.to_owned());
-            f.facts.insert("value".into(), value);
-            f.facts
-                .insert("ttl".into(), r.ttl().unwrap_or(0).to_string());
+            f.observation = Observation::DnsRecord {
+                zone_id: zone_id.to_owned(),
+                values,
+            };
             out.push(f);
         }
         match (

@@ -27,7 +27,7 @@ pub async fn run(
     }
     printer.note(plan::render(&plan).trim_end());
     confirm(&plan, args.yes, printer)?;
-    guard_captures(&lab.clients, &plan, args.delete_captures).await?;
+    guard_captures(&lab.clients, &plan, &nothing, args.delete_captures).await?;
     let stages = schedule(&plan, &nothing);
     let images = Default::default();
     let inputs = Inputs {

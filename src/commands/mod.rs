@@ -86,12 +86,18 @@ pub fn confirm(plan: &labctl_core::plan::Plan, yes: bool, printer: &Printer) -> 
 pub async fn guard_captures(
     clients: &crate::aws::Clients,
     plan: &labctl_core::plan::Plan,
+    desired: &labctl_core::Desired,
     delete_captures: bool,
 ) -> anyhow::Result<()> {
     use labctl_core::Kind;
     use labctl_core::plan::Action;
     for c in &plan.changes {
-        if c.address.kind != Kind::Bucket || !matches!(c.action, Action::Delete | Action::Replace) {
+        // A renamed bucket's captures are copied to the new one before it goes, so
+        // only a bucket that goes for good needs consent.
+        if c.address.kind != Kind::Bucket
+            || !matches!(c.action, Action::Delete | Action::Replace)
+            || c.goes_last(desired)
+        {
             continue;
         }
         let Some(bucket) = &c.id else { continue };
@@ -111,7 +117,7 @@ async fn count_captures(clients: &crate::aws::Clients, bucket: &str) -> anyhow::
         .s3
         .list_objects_v2()
         .bucket(bucket)
-        .prefix("captures/")
+        .prefix(labctl_core::marks::CAPTURES_PREFIX)
         .into_paginator()
         .send();
     let mut n = 0;

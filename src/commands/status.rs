@@ -77,7 +77,7 @@ fn remaining(r: &Found) -> Option<Duration> {
     else {
         return None;
     };
-    let started: u64 = r.facts.get("launch_time")?.parse().ok()?;
+    let started = r.observation.instance()?.launch_time?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
     let ends = started + minutes * 60;
     Some(Duration::from_secs(ends.saturating_sub(now)))
@@ -105,7 +105,7 @@ pub fn print(
             .find(|r| r.address.kind == Kind::DnsRecord && r.address.name == name)
             .map(|r| r.name.clone())
     };
-    let fact = |r: &labctl_core::plan::Found, k: &str| r.facts.get(k).cloned();
+    let facts = |r: &Found| r.observation.instance().cloned().unwrap_or_default();
     let bucket = observed
         .resources
         .iter()
@@ -123,11 +123,11 @@ pub fn print(
                 json!({
                     "name": r.address.name,
                     "id": r.id,
-                    "state": fact(r, "state"),
-                    "private_ip": fact(r, "private_ip"),
-                    "public_ip": fact(r, "public_ip"),
+                    "state": Some(facts(r).state).filter(|s| !s.is_empty()),
+                    "private_ip": facts(r).private_ip,
+                    "public_ip": facts(r).public_ip,
                     "dns": record(&r.address.name),
-                    "ami": fact(r, "ami"),
+                    "ami": Some(facts(r).ami).filter(|s| !s.is_empty()),
                     "bootstrap": ready.get(&r.address.name).map(|x| match x {
                         Readiness::Pending => json!({ "reported": false }),
                         Readiness::Reported(rep) => json!({
@@ -170,9 +170,11 @@ pub fn print(
         table.push([
             r.address.name.clone(),
             r.id.clone(),
-            fact(r, "state").unwrap_or_else(dash),
-            fact(r, "private_ip").unwrap_or_else(dash),
-            fact(r, "public_ip").unwrap_or_else(dash),
+            Some(facts(r).state)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(dash),
+            facts(r).private_ip.unwrap_or_else(dash),
+            facts(r).public_ip.unwrap_or_else(dash),
             record(&r.address.name).unwrap_or_else(dash),
             ready
                 .get(&r.address.name)

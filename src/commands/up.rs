@@ -41,7 +41,7 @@ pub async fn run(
             ));
         }
         confirm(&plan, args.yes, printer)?;
-        guard_captures(&lab.clients, &plan, args.delete_captures).await?;
+        guard_captures(&lab.clients, &plan, &lab.desired, args.delete_captures).await?;
         let stages = schedule(&plan, &lab.desired);
         let inputs = Inputs {
             lab: &lab.desired.lab,

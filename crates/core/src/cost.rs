@@ -724,7 +724,6 @@ mod tests {
                 lifetime_minutes: None,
                 user_data: "0".repeat(16),
             },
-            depends_on: vec![],
         };
         let desired = Desired {
             lab: "netlab".into(),

@@ -16,11 +16,16 @@ pub fn render_text(desired: &Desired) -> String {
         let _ = writeln!(out, "# step {} ({} in parallel)", i + 1, wave.len());
         for r in wave {
             let _ = writeln!(out, "+ {}  ({})", r.address, r.name);
-            for (key, value) in r.spec.attributes() {
-                let _ = writeln!(out, "    {key}: {value}");
+            for a in r.attributes() {
+                let _ = writeln!(out, "    {}: {}", a.name, a.value);
             }
-            if !r.depends_on.is_empty() {
-                let deps: Vec<String> = r.depends_on.iter().map(ToString::to_string).collect();
+            let present: Vec<_> = r
+                .depends_on()
+                .into_iter()
+                .filter(|d| desired.get(d).is_some())
+                .collect();
+            if !present.is_empty() {
+                let deps: Vec<String> = present.iter().map(ToString::to_string).collect();
                 let _ = writeln!(out, "    after: {}", deps.join(", "));
             }
         }
@@ -49,7 +54,7 @@ pub fn render_dot(desired: &Desired) -> String {
             "  \"{}\" [label=\"{}\\n{}\"];",
             r.address, r.address, r.name
         );
-        for dep in &r.depends_on {
+        for dep in r.depends_on().iter().filter(|d| desired.get(d).is_some()) {
             let _ = writeln!(out, "  \"{}\" -> \"{}\";", r.address, dep);
         }
     }

@@ -6,11 +6,13 @@
 //! milliseconds and reused by every command. The CLI reads files and talks to AWS; this
 //! crate decides.
 
+pub mod attr;
 pub mod cost;
 pub mod decode;
 pub mod desired;
 pub mod diag;
 pub mod graph;
+pub mod marks;
 pub mod plan;
 pub mod schema;
 pub mod topology;

@@ -2,18 +2,21 @@
 //!
 //! `diff(desired, observed)` is pure: the AWS layer describes what it found as
 //! [`Observed`] (in the same [`Spec`] terms as the desired state), and this module
-//! decides, attribute by attribute, whether each resource is created, updated in
-//! place, replaced or deleted. The plan carries both sides, so applying it needs
-//! nothing but the plan; the reasons are for people only. [`schedule`] orders the
-//! plan into stages whose steps may run concurrently: deletions first, in reverse
-//! dependency order, then creations and updates in dependency order.
+//! decides, by comparing typed attribute values, whether each resource is created,
+//! updated in place, replaced or deleted. Renewals travel along the one dependency
+//! graph ([`Spec::edges`]) as each edge's label says. The plan carries both sides, so
+//! applying it needs nothing but the plan; the reasons are for people only.
+//! [`schedule`] orders the plan into stages whose steps may run concurrently: the
+//! deletions that come first, in reverse dependency order, then creations and updates
+//! in dependency order, then the originals of replacements created first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::desired::{Address, Desired, Kind, Spec};
+use crate::attr::{Attr, Cascade, Value};
+use crate::desired::{Address, Desired, Kind, Spec, levels};
 
 /// A resource the lab owns, as found in AWS.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,8 +29,116 @@ pub struct Found {
     pub name: String,
     /// What it looks like, in the desired state's terms.
     pub spec: Spec,
-    /// Facts for outputs (state, addresses), not compared.
-    pub facts: BTreeMap<String, String>,
+    /// What else was read that the plan does not compare but applying and the
+    /// outputs need (associations, addresses, the zone a record lives in).
+    pub observation: Observation,
+}
+
+impl Found {
+    /// Its attributes (see [`Spec::attributes`]).
+    pub fn attributes(&self) -> Vec<Attr> {
+        self.spec.attributes(&self.name)
+    }
+}
+
+/// What was read about a resource beyond its spec, typed per kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Observation {
+    /// Nothing beyond the spec.
+    #[default]
+    Plain,
+    /// An internet gateway's attachments.
+    InternetGateway {
+        /// VPC ids it is attached to (a duplicate may be attached to any).
+        attached_to: Vec<String>,
+    },
+    /// A route table's associations and routes.
+    RouteTable {
+        /// Explicit subnet associations.
+        associations: Vec<Association>,
+        /// A `0.0.0.0/0` route exists (to whatever target).
+        default_route: bool,
+    },
+    /// An instance's state and addresses.
+    Instance(InstanceFacts),
+    /// Where a record lives and what it holds: deleting it needs both.
+    DnsRecord {
+        /// The hosted zone's id.
+        zone_id: String,
+        /// The record's values (IPv4 addresses).
+        values: Vec<String>,
+    },
+}
+
+/// A route table's association with a subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Association {
+    /// The subnet's id.
+    pub subnet_id: String,
+    /// The association's id (rtbassoc-…).
+    pub id: String,
+}
+
+/// An instance's state and addresses, as EC2 reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InstanceFacts {
+    /// `pending`, `running`, `stopping`, `stopped`.
+    pub state: String,
+    /// The AMI it runs.
+    pub ami: String,
+    /// Private IPv4 address.
+    pub private_ip: Option<String>,
+    /// Public IPv4 address.
+    pub public_ip: Option<String>,
+    /// Its latest start, in seconds since the epoch.
+    pub launch_time: Option<u64>,
+}
+
+impl Observation {
+    /// An instance's facts, if this is an instance.
+    pub fn instance(&self) -> Option<&InstanceFacts> {
+        match self {
+            Observation::Instance(facts) => Some(facts),
+            Observation::Plain
+            | Observation::InternetGateway { .. }
+            | Observation::RouteTable { .. }
+            | Observation::DnsRecord { .. } => None,
+        }
+    }
+
+    /// A route table's subnet associations (none for anything else).
+    pub fn associations(&self) -> &[Association] {
+        match self {
+            Observation::RouteTable { associations, .. } => associations,
+            Observation::Plain
+            | Observation::InternetGateway { .. }
+            | Observation::Instance(_)
+            | Observation::DnsRecord { .. } => &[],
+        }
+    }
+
+    /// Whether a route table has a `0.0.0.0/0` route, to any target.
+    pub fn default_route(&self) -> bool {
+        match self {
+            Observation::RouteTable { default_route, .. } => *default_route,
+            Observation::Plain
+            | Observation::InternetGateway { .. }
+            | Observation::Instance(_)
+            | Observation::DnsRecord { .. } => false,
+        }
+    }
+
+    /// The VPCs an internet gateway is attached to (none for anything else).
+    pub fn attached_to(&self) -> &[String] {
+        match self {
+            Observation::InternetGateway { attached_to } => attached_to,
+            Observation::Plain
+            | Observation::RouteTable { .. }
+            | Observation::Instance(_)
+            | Observation::DnsRecord { .. } => &[],
+        }
+    }
 }
 
 /// Everything the lab owns right now.
@@ -76,9 +187,9 @@ pub struct AttrChange {
     /// Attribute name.
     pub name: &'static str,
     /// Value now (`None` when the resource does not exist).
-    pub from: Option<String>,
+    pub from: Option<Value>,
     /// Value wanted (`None` when the resource goes away).
-    pub to: Option<String>,
+    pub to: Option<Value>,
     /// Whether this difference alone forces a replacement.
     pub forces_replacement: bool,
 }
@@ -90,7 +201,7 @@ pub struct Change {
     pub address: Address,
     /// What happens.
     pub action: Action,
-    /// Its AWS name.
+    /// Its AWS name (the wanted one, or the found one for a deletion).
     pub name: String,
     /// AWS id of the existing resource (update, replace, delete).
     pub id: Option<String>,
@@ -105,6 +216,31 @@ pub struct Change {
     /// The state found (update, replace, delete).
     #[serde(skip)]
     pub observed: Option<Spec>,
+    /// The AWS name found (update, replace, delete).
+    #[serde(skip)]
+    pub observed_name: Option<String>,
+    /// What else was read about the existing resource: a deletion uses its own.
+    #[serde(skip)]
+    pub observation: Observation,
+}
+
+impl Change {
+    /// A replacement whose new resource is created before the old one is deleted
+    /// (see [`Kind::create_before_destroy`]).
+    pub fn creates_first(&self) -> bool {
+        self.action == Action::Replace && self.address.kind.create_before_destroy().is_some()
+    }
+
+    /// Whether the existing resource goes only after every creation and update: the
+    /// original of a replacement created first, or an extra copy of such a kind
+    /// beside the one kept (a run that stopped between the two halves of a rename).
+    /// Until then, whatever still uses it keeps working.
+    pub fn goes_last(&self, desired: &Desired) -> bool {
+        self.creates_first()
+            || (self.action == Action::Delete
+                && self.address.kind.create_before_destroy().is_some()
+                && desired.get(&self.address).is_some())
+    }
 }
 
 /// The changes that make AWS match the topology.
@@ -142,74 +278,34 @@ impl Plan {
     }
 }
 
-/// Rank in creation order; deletion walks it backwards. Resources of equal rank never
-/// depend on each other.
-pub fn rank(kind: Kind) -> u8 {
-    match kind {
-        Kind::Vpc | Kind::IamRole | Kind::Bucket => 0,
-        Kind::Subnet
-        | Kind::InternetGateway
-        | Kind::SecurityGroup
-        | Kind::InstanceProfile
-        | Kind::Artifact
-        | Kind::HostedZone => 1,
-        Kind::RouteTable | Kind::SecurityGroupRules => 2,
-        Kind::Instance => 3,
-        Kind::DnsRecord => 4,
-    }
-}
-
-/// Kinds whose AWS object lives inside the parent's, so replacing the parent replaces
-/// them too (a subnet belongs to one VPC; an instance to one subnet).
-fn bound_to(child: Kind, parent: Kind) -> bool {
-    matches!(
-        (parent, child),
-        (
-            Kind::Vpc,
-            Kind::Subnet
-                | Kind::InternetGateway
-                | Kind::RouteTable
-                | Kind::SecurityGroup
-                | Kind::HostedZone
-        ) | (Kind::Subnet, Kind::Instance)
-            | (Kind::SecurityGroup, Kind::SecurityGroupRules)
-            | (Kind::HostedZone, Kind::DnsRecord)
-            | (Kind::Bucket, Kind::Artifact)
-    )
-}
-
-/// Kinds that point at the parent's id or address, so a new parent means an update
-/// (a record's address, an instance's groups, a route table's associations).
-fn refreshes(child: Kind, parent: Kind) -> bool {
-    matches!(
-        (parent, child),
-        (Kind::Instance, Kind::DnsRecord)
-            | (Kind::SecurityGroup, Kind::Instance)
-            | (Kind::Subnet | Kind::InternetGateway, Kind::RouteTable)
-            | (Kind::InstanceProfile, Kind::Instance)
-    )
-}
-
 /// Compares the desired resources with what was found.
 pub fn diff(desired: &Desired, observed: &Observed) -> Plan {
     let mut changes: Vec<Change> = Vec::new();
     let mut unchanged = 0;
     let mut claimed: BTreeSet<usize> = BTreeSet::new();
+    // Which found resource stands for each wanted one.
+    let mut kept: BTreeMap<&Address, &Found> = BTreeMap::new();
     for want in &desired.resources {
-        let found = observed
-            .resources
-            .iter()
-            .enumerate()
-            .find(|(i, f)| f.address == want.address && !claimed.contains(i));
+        // Of several at one address (a crash between a replacement's create and its
+        // delete, a lost response), the one with the wanted name is kept.
+        let candidates = || {
+            observed
+                .resources
+                .iter()
+                .enumerate()
+                .filter(|(i, f)| f.address == want.address && !claimed.contains(i))
+        };
+        let found = candidates()
+            .find(|(_, f)| f.name == want.name)
+            .or_else(|| candidates().next());
         let Some((i, have)) = found else {
             let attributes = want
-                .spec
                 .attributes()
                 .into_iter()
-                .map(|(name, v)| AttrChange {
-                    name,
+                .map(|a| AttrChange {
+                    name: a.name,
                     from: None,
-                    to: Some(v),
+                    to: Some(a.value),
                     forces_replacement: false,
                 })
                 .collect();
@@ -222,11 +318,14 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Plan {
                 reason: None,
                 desired: Some(want.spec.clone()),
                 observed: None,
+                observed_name: None,
+                observation: Observation::Plain,
             });
             continue;
         };
         claimed.insert(i);
-        let attributes = compare(&want.spec, &have.spec);
+        kept.insert(&want.address, have);
+        let attributes = compare(&want.attributes(), &have.attributes());
         if attributes.is_empty() {
             unchanged += 1;
             continue;
@@ -236,18 +335,9 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Plan {
         } else {
             Action::Update
         };
-        changes.push(Change {
-            address: want.address.clone(),
-            action,
-            name: want.name.clone(),
-            id: Some(have.id.clone()),
-            attributes,
-            reason: None,
-            desired: Some(want.spec.clone()),
-            observed: Some(have.spec.clone()),
-        });
+        changes.push(existing(want, have, action, attributes, None));
     }
-    cascade(desired, observed, &mut changes, &mut unchanged);
+    cascade(desired, &kept, &mut changes, &mut unchanged);
     // Whatever the lab owns that the topology does not want: removed resources, and
     // duplicates left by an interrupted run.
     let mut deletions: Vec<Change> = observed
@@ -261,12 +351,11 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Plan {
             name: have.name.clone(),
             id: Some(have.id.clone()),
             attributes: have
-                .spec
                 .attributes()
                 .into_iter()
-                .map(|(name, v)| AttrChange {
-                    name,
-                    from: Some(v),
+                .map(|a| AttrChange {
+                    name: a.name,
+                    from: Some(a.value),
                     to: None,
                     forces_replacement: false,
                 })
@@ -276,12 +365,17 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Plan {
                 .map(|_| "duplicate of a resource the lab already has".to_owned()),
             desired: None,
             observed: Some(have.spec.clone()),
+            observed_name: Some(have.name.clone()),
+            observation: have.observation.clone(),
         })
         .collect();
+    // Shown in the order they go: dependents first.
+    let order = teardown_levels(deletions.iter());
     deletions.sort_by(|a, b| {
-        rank(b.address.kind)
-            .cmp(&rank(a.address.kind))
-            .then_with(|| a.address.cmp(&b.address))
+        order[&a.address]
+            .cmp(&order[&b.address])
+            .then_with(|| b.address.kind.cmp(&a.address.kind))
+            .then_with(|| a.address.name.cmp(&b.address.name))
     });
     changes.extend(deletions);
     Plan {
@@ -291,61 +385,80 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Plan {
     }
 }
 
-fn compare(want: &Spec, have: &Spec) -> Vec<AttrChange> {
-    let have: BTreeMap<&str, String> = have.attributes().into_iter().collect();
-    want.attributes()
-        .into_iter()
-        .filter_map(|(name, to)| {
-            let from = have.get(name).cloned();
-            (from.as_ref() != Some(&to)).then(|| AttrChange {
-                name,
-                forces_replacement: want.forces_replacement(name),
-                from,
-                to: Some(to),
+/// A change to a resource that exists.
+fn existing(
+    want: &crate::Resource,
+    have: &Found,
+    action: Action,
+    attributes: Vec<AttrChange>,
+    reason: Option<String>,
+) -> Change {
+    Change {
+        address: want.address.clone(),
+        action,
+        name: want.name.clone(),
+        id: Some(have.id.clone()),
+        attributes,
+        reason,
+        desired: Some(want.spec.clone()),
+        observed: Some(have.spec.clone()),
+        observed_name: Some(have.name.clone()),
+        observation: have.observation.clone(),
+    }
+}
+
+fn compare(want: &[Attr], have: &[Attr]) -> Vec<AttrChange> {
+    want.iter()
+        .filter_map(|w| {
+            let from = have.iter().find(|h| h.name == w.name).map(|h| &h.value);
+            (from != Some(&w.value)).then(|| AttrChange {
+                name: w.name,
+                forces_replacement: w.replaces,
+                from: from.cloned(),
+                to: Some(w.value.clone()),
             })
         })
         .collect()
 }
 
-/// Replacing a parent replaces what lives inside it; replacing or creating an instance
-/// moves its DNS record; replacing a group re-attaches the instances that use it.
+/// Carries renewals along the graph's edges, as each edge's label says: a replaced
+/// parent replaces what lives inside it; a created or replaced parent updates what
+/// refers to it (a record's address, an instance's groups, a route table's
+/// associations).
 fn cascade(
     desired: &Desired,
-    observed: &Observed,
+    kept: &BTreeMap<&Address, &Found>,
     changes: &mut Vec<Change>,
     unchanged: &mut usize,
 ) {
     loop {
-        let renewed: Vec<Address> = changes
+        let renewed: BTreeMap<Address, Action> = changes
             .iter()
             .filter(|c| matches!(c.action, Action::Replace | Action::Create))
-            .map(|c| c.address.clone())
+            .map(|c| (c.address.clone(), c.action))
             .collect();
         let mut changed = false;
         for want in &desired.resources {
-            let Some(have) = observed.get(&want.address) else {
+            let Some(have) = kept.get(&want.address) else {
                 continue; // created anyway
             };
             // The strongest consequence over every renewed dependency.
             let mut consequence: Option<(Action, String)> = None;
-            for parent in want.depends_on.iter().filter(|d| renewed.contains(d)) {
-                let replaced_parent = changes
-                    .iter()
-                    .any(|c| &c.address == parent && c.action == Action::Replace);
-                let action = if replaced_parent && bound_to(want.address.kind, parent.kind) {
-                    Action::Replace
-                } else if refreshes(want.address.kind, parent.kind) {
-                    Action::Update
-                } else {
+            for edge in want.spec.edges() {
+                let Some(parent) = renewed.get(&edge.to) else {
                     continue;
                 };
+                let action = match (edge.cascade, parent) {
+                    (Cascade::Inside, Action::Replace) => Action::Replace,
+                    (Cascade::Refers, _) => Action::Update,
+                    (Cascade::Inside | Cascade::Order, _) => continue,
+                };
                 if consequence.as_ref().is_none_or(|(a, _)| action > *a) {
-                    let how = if replaced_parent {
-                        "replaced"
-                    } else {
-                        "created"
+                    let how = match parent {
+                        Action::Replace => "replaced",
+                        Action::Create | Action::Update | Action::Delete => "created",
                     };
-                    consequence = Some((action, format!("{parent} is {how}")));
+                    consequence = Some((action, format!("{} is {how}", edge.to)));
                 }
             }
             let Some((action, reason)) = consequence else {
@@ -360,16 +473,7 @@ fn cascade(
                 }
                 None => {
                     *unchanged -= 1;
-                    changes.push(Change {
-                        address: want.address.clone(),
-                        action,
-                        name: want.name.clone(),
-                        id: Some(have.id.clone()),
-                        attributes: Vec::new(),
-                        reason: Some(reason),
-                        desired: Some(want.spec.clone()),
-                        observed: Some(have.spec.clone()),
-                    });
+                    changes.push(existing(want, have, action, Vec::new(), Some(reason)));
                     changed = true;
                 }
             }
@@ -388,47 +492,95 @@ fn cascade(
     changes.sort_by_key(|c| order.get(&c.address).copied().unwrap_or(usize::MAX));
 }
 
+/// For resources that go away, how many of them depend on each, transitively: the
+/// creation graph reversed, read from what was found (its own edges), so a resource is
+/// deleted only after everything that needs it.
+fn teardown_levels<'a>(doomed: impl Iterator<Item = &'a Change>) -> BTreeMap<Address, usize> {
+    let doomed: Vec<&Change> = doomed.collect();
+    let mut dependents: BTreeMap<Address, Vec<Address>> = doomed
+        .iter()
+        .map(|c| (c.address.clone(), Vec::new()))
+        .collect();
+    for c in &doomed {
+        let edges = c.observed.as_ref().or(c.desired.as_ref()).map(Spec::edges);
+        for edge in edges.unwrap_or_default() {
+            if let Some(list) = dependents.get_mut(&edge.to) {
+                list.push(c.address.clone());
+            }
+        }
+    }
+    levels(dependents)
+}
+
 /// One unit of work for the AWS layer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(tag = "step", content = "address", rename_all = "lowercase")]
 pub enum Step {
-    /// Delete the existing resource (a deletion, or the first half of a replacement).
+    /// Delete what exists at the address and goes before the creations: a deletion,
+    /// a duplicate, or the first half of a replacement that deletes first.
     Delete(Address),
     /// Remove security group permissions that are no longer wanted, before any group
     /// they name is deleted.
     Revoke(Address),
-    /// Create the resource (a creation, or the second half of a replacement).
+    /// Create the resource (a creation, or the new half of a replacement).
     Create(Address),
     /// Change the existing resource in place.
     Update(Address),
+    /// Delete the original of a replacement created first, once its successor has
+    /// taken over (see [`Kind::create_before_destroy`]).
+    Retire(Address),
+}
+
+impl Step {
+    /// The address it acts on.
+    pub fn address(&self) -> &Address {
+        match self {
+            Step::Delete(a)
+            | Step::Revoke(a)
+            | Step::Create(a)
+            | Step::Update(a)
+            | Step::Retire(a) => a,
+        }
+    }
 }
 
 /// Orders a plan into stages; the steps of one stage are independent of each other.
+///
+/// Three phases walk the one dependency graph: deletions that must come first, in
+/// reverse (dependents before what they need); creations and updates in the desired
+/// state's waves; then the originals of replacements that were created first, in
+/// reverse again.
 pub fn schedule(plan: &Plan, desired: &Desired) -> Vec<Vec<Step>> {
     let mut stages: Vec<Vec<Step>> = Vec::new();
-    // Deletions, from the top of the graph down.
-    for r in (0..=4).rev() {
-        let mut stage: Vec<Step> = Vec::new();
-        for c in &plan.changes {
-            if rank(c.address.kind) != r {
-                continue;
-            }
-            let step = match c.action {
-                Action::Delete | Action::Replace => Step::Delete(c.address.clone()),
-                Action::Update if c.address.kind == Kind::SecurityGroupRules => {
-                    Step::Revoke(c.address.clone())
+    let teardown = |stages: &mut Vec<Vec<Step>>, doomed: Vec<(&Change, Step)>| {
+        let heights = teardown_levels(doomed.iter().map(|(c, _)| *c));
+        let top = heights.values().max().copied();
+        for h in 0..=top.unwrap_or(0) {
+            let mut stage: Vec<Step> = Vec::new();
+            for (c, step) in &doomed {
+                // One step per address: it removes every copy (duplicates too).
+                if heights.get(&c.address) == Some(&h) && !stage.contains(step) {
+                    stage.push(step.clone());
                 }
-                _ => continue,
-            };
-            // One step per address: deleting it removes every copy (duplicates too).
-            if !stage.contains(&step) {
-                stage.push(step);
+            }
+            if !stage.is_empty() {
+                stages.push(stage);
             }
         }
-        if !stage.is_empty() {
-            stages.push(stage);
-        }
-    }
+    };
+    let first: Vec<(&Change, Step)> = plan
+        .changes
+        .iter()
+        .filter(|c| !c.goes_last(desired))
+        .filter_map(|c| match c.action {
+            Action::Delete | Action::Replace => Some((c, Step::Delete(c.address.clone()))),
+            Action::Update if c.address.kind == Kind::SecurityGroupRules => {
+                Some((c, Step::Revoke(c.address.clone())))
+            }
+            Action::Update | Action::Create => None,
+        })
+        .collect();
+    teardown(&mut stages, first);
     // Creations and updates, in the desired state's waves.
     for wave in desired.waves() {
         let stage: Vec<Step> = wave
@@ -440,7 +592,7 @@ pub fn schedule(plan: &Plan, desired: &Desired) -> Vec<Vec<Step>> {
                     .find(|c| c.address == r.address && c.action != Action::Delete)?;
                 Some(match c.action {
                     Action::Create | Action::Replace => Step::Create(c.address.clone()),
-                    _ => Step::Update(c.address.clone()),
+                    Action::Update | Action::Delete => Step::Update(c.address.clone()),
                 })
             })
             .collect();
@@ -448,6 +600,13 @@ pub fn schedule(plan: &Plan, desired: &Desired) -> Vec<Vec<Step>> {
             stages.push(stage);
         }
     }
+    let last: Vec<(&Change, Step)> = plan
+        .changes
+        .iter()
+        .filter(|c| c.goes_last(desired))
+        .map(|c| (c, Step::Retire(c.address.clone())))
+        .collect();
+    teardown(&mut stages, last);
     stages
 }
 
@@ -484,10 +643,34 @@ pub fn render(plan: &Plan) -> String {
         if let Some(reason) = &c.reason {
             let _ = writeln!(out, "      because {reason}");
         }
+        if let Some(how) = c
+            .address
+            .kind
+            .create_before_destroy()
+            .filter(|_| c.creates_first())
+        {
+            let _ = writeln!(out, "      created first: {how}");
+        }
         for a in &c.attributes {
             let line = match (&a.from, &a.to) {
                 (None, Some(to)) => format!("{}: {to}", a.name),
                 (Some(from), None) => format!("{}: {from}", a.name),
+                // Sets show what leaves and what joins, not both whole lists.
+                (Some(Value::Rules(from)), Some(Value::Rules(to))) => {
+                    let gone = from
+                        .iter()
+                        .filter(|p| !to.contains(p))
+                        .map(|p| format!("-{p}"));
+                    let new = to
+                        .iter()
+                        .filter(|p| !from.contains(p))
+                        .map(|p| format!("+{p}"));
+                    format!(
+                        "{}: {}",
+                        a.name,
+                        gone.chain(new).collect::<Vec<_>>().join(", ")
+                    )
+                }
                 (Some(from), Some(to)) => format!("{}: {from} -> {to}", a.name),
                 (None, None) => continue,
             };

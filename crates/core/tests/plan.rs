@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use labctl_core::desired::{Permission, PermissionPeer};
-use labctl_core::plan::{Action, Found, Observed, Plan, Step, diff, render, schedule};
+use labctl_core::plan::{Action, Found, Observation, Observed, Plan, Step, diff, render, schedule};
 use labctl_core::topology::{PortRange, Proto};
 use labctl_core::{Address, Context, Desired, Kind, Spec, check, expand};
 
@@ -179,7 +179,7 @@ fn matching(desired: &Desired) -> Observed {
                 id: id(i, &r.address),
                 name: r.name.clone(),
                 spec: r.spec.clone(),
-                facts: BTreeMap::new(),
+                observation: Observation::default(),
             })
             .collect(),
     }
@@ -226,9 +226,7 @@ fn change<'a>(plan: &'a Plan, a: &str) -> &'a labctl_core::plan::Change {
 }
 
 fn step_address(step: &Step) -> &Address {
-    match step {
-        Step::Delete(a) | Step::Revoke(a) | Step::Create(a) | Step::Update(a) => a,
-    }
+    step.address()
 }
 
 fn is_teardown(step: &Step) -> bool {
@@ -243,9 +241,10 @@ fn stage_of(stages: &[Vec<Step>], step: &Step) -> usize {
 }
 
 fn depends(graphs: &[&Desired], child: &Address, parent: &Address) -> bool {
-    graphs
-        .iter()
-        .any(|g| g.get(child).is_some_and(|r| r.depends_on.contains(parent)))
+    graphs.iter().any(|g| {
+        g.get(child)
+            .is_some_and(|r| r.depends_on().contains(parent))
+    })
 }
 
 /// The properties every schedule must have. `graphs` are the dependency graphs that
@@ -259,6 +258,13 @@ fn check_schedule(plan: &Plan, stages: &[Vec<Step>], graphs: &[&Desired]) {
     let mut expected: Vec<Step> = Vec::new();
     for c in &plan.changes {
         let a = c.address.clone();
+        if c.goes_last(desired) {
+            expected.push(Step::Retire(a.clone()));
+            if c.action == Action::Replace {
+                expected.push(Step::Create(a));
+            }
+            continue;
+        }
         match c.action {
             Action::Create => expected.push(Step::Create(a)),
             Action::Update if a.kind == Kind::SecurityGroupRules => {
@@ -292,8 +298,19 @@ fn check_schedule(plan: &Plan, stages: &[Vec<Step>], graphs: &[&Desired]) {
         })
         .collect();
     let first_build = phases.iter().position(|t| !t).unwrap_or(phases.len());
+    // Originals of replacements created first go after every creation.
+    let retiring = |s: &Vec<Step>| s.iter().all(|x| matches!(x, Step::Retire(_)));
+    let first_retire = stages
+        .iter()
+        .position(retiring)
+        .unwrap_or(stages.len())
+        .max(first_build);
     assert!(
-        phases[first_build..].iter().all(|t| !t),
+        stages[first_retire..].iter().all(retiring),
+        "a creation after a retirement: {stages:#?}"
+    );
+    assert!(
+        phases[first_build..first_retire].iter().all(|t| !t),
         "a deletion after a creation: {stages:#?}"
     );
 
@@ -319,7 +336,12 @@ fn check_schedule(plan: &Plan, stages: &[Vec<Step>], graphs: &[&Desired]) {
         .flat_map(|(w, rs)| rs.iter().map(move |r| (&r.address, w)))
         .collect();
     let mut last_wave = None;
-    for (i, stage) in stages.iter().enumerate().skip(first_build) {
+    for (i, stage) in stages
+        .iter()
+        .enumerate()
+        .take(first_retire)
+        .skip(first_build)
+    {
         let waves: BTreeSet<usize> = stage.iter().map(|s| wave_of[step_address(s)]).collect();
         assert_eq!(waves.len(), 1, "stage {i} spans waves: {stage:?}");
         let wave = waves.first().copied();
@@ -329,8 +351,12 @@ fn check_schedule(plan: &Plan, stages: &[Vec<Step>], graphs: &[&Desired]) {
             let r = desired
                 .get(step_address(step))
                 .expect("built steps are desired");
-            for dep in &r.depends_on {
-                for later in stages[i..].iter().flatten().filter(|s| !is_teardown(s)) {
+            for dep in &r.depends_on() {
+                for later in stages[i..first_retire]
+                    .iter()
+                    .flatten()
+                    .filter(|s| !is_teardown(s))
+                {
                     assert_ne!(
                         step_address(later),
                         dep,
@@ -361,9 +387,9 @@ fn empty_observed_creates_everything_in_dependency_order() {
             "sg/client",
             "sg-rules/server",
             "sg-rules/client",
+            "bucket/captures",
             "iam-role",
             "instance-profile",
-            "bucket/captures",
             "artifact/labnet",
             "dns-zone",
             "instance/server",
@@ -387,7 +413,7 @@ fn empty_observed_creates_everything_in_dependency_order() {
                 .all(|a| a.from.is_none() && a.to.is_some())
         );
         let r = d.get(&c.address).expect("desired");
-        for dep in &r.depends_on {
+        for dep in &r.depends_on() {
             let j = plan.changes.iter().position(|x| &x.address == dep);
             assert!(
                 j.is_some_and(|j| j < i),
@@ -402,7 +428,10 @@ fn empty_observed_creates_everything_in_dependency_order() {
         .iter()
         .find(|a| a.name == "image")
         .expect("image");
-    assert_eq!(image.to.as_deref(), Some(IMAGE));
+    assert_eq!(
+        image.to.as_ref().map(ToString::to_string).as_deref(),
+        Some(IMAGE)
+    );
     let bucket = change(&plan, "bucket/captures");
     assert_eq!(bucket.name, "netlab-captures-123456789012-eu-north-1");
 
@@ -478,6 +507,8 @@ fn missing_ingress_rule_updates_the_rules_in_place() {
     assert!(
         !ingress
             .from
+            .as_ref()
+            .map(ToString::to_string)
             .as_deref()
             .unwrap()
             .contains("tcp/8080 role:client")
@@ -485,6 +516,8 @@ fn missing_ingress_rule_updates_the_rules_in_place() {
     assert!(
         ingress
             .to
+            .as_ref()
+            .map(ToString::to_string)
             .as_deref()
             .unwrap()
             .contains("tcp/8080 role:client")
@@ -524,11 +557,16 @@ fn extra_ingress_rule_updates_the_rules_in_place() {
     assert!(
         ingress
             .from
+            .as_ref()
+            .map(ToString::to_string)
             .as_deref()
             .unwrap()
             .contains("tcp/22 203.0.113.7/32")
     );
-    assert_eq!(ingress.to.as_deref(), Some("icmp role:server"));
+    assert_eq!(
+        ingress.to.as_ref().map(ToString::to_string).as_deref(),
+        Some("icmp role:server \"ping\"")
+    );
     assert!(!plan.is_destructive());
 
     // The unwanted permission is revoked before anything else runs, then the rules
@@ -634,8 +672,14 @@ fn instance_type_change_updates_in_place() {
     let a = &change(&plan, "instance/client-1").attributes;
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].name, "type");
-    assert_eq!(a[0].from.as_deref(), Some("t3.small"));
-    assert_eq!(a[0].to.as_deref(), Some("t3.micro"));
+    assert_eq!(
+        a[0].from.as_ref().map(ToString::to_string).as_deref(),
+        Some("t3.small")
+    );
+    assert_eq!(
+        a[0].to.as_ref().map(ToString::to_string).as_deref(),
+        Some("t3.micro")
+    );
     assert!(!a[0].forces_replacement);
     assert!(!plan.is_destructive());
 }
@@ -659,8 +703,14 @@ fn image_change_replaces_the_instance_and_updates_its_record() {
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].name, "image");
     assert!(a[0].forces_replacement);
-    assert_eq!(a[0].from.as_deref(), Some("ami-0aaaaaaaaaaaaaaaa"));
-    assert_eq!(a[0].to.as_deref(), Some(IMAGE));
+    assert_eq!(
+        a[0].from.as_ref().map(ToString::to_string).as_deref(),
+        Some("ami-0aaaaaaaaaaaaaaaa")
+    );
+    assert_eq!(
+        a[0].to.as_ref().map(ToString::to_string).as_deref(),
+        Some(IMAGE)
+    );
     let reason = change(&plan, "dns-record/server")
         .reason
         .as_deref()
@@ -704,7 +754,10 @@ fn user_data_change_replaces_the_instance() {
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].name, "user_data");
     assert!(a[0].forces_replacement);
-    assert_eq!(a[0].from.as_deref(), Some("0000000000000000"));
+    assert_eq!(
+        a[0].from.as_ref().map(ToString::to_string).as_deref(),
+        Some("0000000000000000")
+    );
     assert!(plan.is_destructive());
 }
 
@@ -724,9 +777,10 @@ fn a_new_labnet_build_uploads_it_replaces_every_instance_and_deletes_the_old_one
         id: "artifacts/labnet/ffff".into(),
         name: "artifacts/labnet/ffff".into(),
         spec: Spec::Artifact {
+            bucket: "netlab-captures-123456789012-eu-north-1".into(),
             sha256: "f".repeat(64),
         },
-        facts: BTreeMap::new(),
+        observation: Observation::default(),
     };
     observed.resources.push(stale);
     let after = expand(
@@ -766,7 +820,7 @@ fn a_new_labnet_build_uploads_it_replaces_every_instance_and_deletes_the_old_one
     for inst in instances {
         let c = change(&plan, &inst.address.to_string());
         assert_eq!(c.action, Action::Replace, "{}", inst.address);
-        assert!(inst.depends_on.contains(&addr("artifact/labnet")));
+        assert!(inst.depends_on().contains(&addr("artifact/labnet")));
         let user_data = &after.user_data[&inst.address.name];
         assert!(user_data.contains(&format!("LABNET_SHA256=\"{}\"", "9".repeat(64))));
     }
@@ -789,8 +843,14 @@ fn stopped_instance_is_started_not_replaced() {
     let a = &change(&plan, "instance/client-1").attributes;
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].name, "running");
-    assert_eq!(a[0].from.as_deref(), Some("false"));
-    assert_eq!(a[0].to.as_deref(), Some("true"));
+    assert_eq!(
+        a[0].from.as_ref().map(ToString::to_string).as_deref(),
+        Some("false")
+    );
+    assert_eq!(
+        a[0].to.as_ref().map(ToString::to_string).as_deref(),
+        Some("true")
+    );
     assert!(!a[0].forces_replacement);
     assert!(!plan.is_destructive());
     assert_eq!(
@@ -862,7 +922,7 @@ fn vpc_cidr_change_replaces_everything_inside_the_vpc() {
 
     // Changes stay in dependency order.
     for (i, c) in plan.changes.iter().enumerate() {
-        for dep in &d.get(&c.address).expect("desired").depends_on {
+        for dep in &d.get(&c.address).expect("desired").depends_on() {
             if let Some(j) = plan.changes.iter().position(|x| &x.address == dep) {
                 assert!(j < i, "{} listed before {dep}", c.address);
             }
@@ -1035,8 +1095,8 @@ fn resources_removed_from_the_topology_are_deleted_last_in_reverse_order() {
             ("instance/client-1", Action::Create),
             ("dns-record/client-1", Action::Update),
             ("dns-record/client-3", Action::Delete),
-            ("instance/client-3", Action::Delete),
             ("sg-rules/old", Action::Delete),
+            ("instance/client-3", Action::Delete),
             ("sg/old", Action::Delete),
         ])
     );
@@ -1065,6 +1125,8 @@ fn resources_removed_from_the_topology_are_deleted_last_in_reverse_order() {
     assert!(
         rules.attributes[0]
             .from
+            .as_ref()
+            .map(ToString::to_string)
             .as_deref()
             .unwrap()
             .contains("tcp/22 role:old")
@@ -1121,8 +1183,8 @@ fn schedule_tears_down_in_reverse_then_builds_in_waves() {
             ("instance/client-1", Action::Create),
             ("dns-record/client-1", Action::Update),
             ("dns-record/client-3", Action::Delete),
-            ("instance/client-3", Action::Delete),
             ("sg-rules/old", Action::Delete),
+            ("instance/client-3", Action::Delete),
             ("sg/old", Action::Delete),
         ])
     );
@@ -1132,14 +1194,14 @@ fn schedule_tears_down_in_reverse_then_builds_in_waves() {
     assert_eq!(
         stages,
         [
-            vec![Step::Delete(s("dns-record/client-3"))],
             vec![
                 Step::Delete(s("instance/server")),
-                Step::Delete(s("instance/client-3"))
+                Step::Delete(s("dns-record/client-3")),
+                Step::Delete(s("sg-rules/old"))
             ],
             vec![
                 Step::Revoke(s("sg-rules/server")),
-                Step::Delete(s("sg-rules/old"))
+                Step::Delete(s("instance/client-3"))
             ],
             vec![Step::Delete(s("sg/old"))],
             vec![Step::Update(s("sg-rules/server"))],
@@ -1282,8 +1344,8 @@ fn plan_serializes_actions_and_addresses_as_strings() {
             ("instance/client-2", "create"),
             ("dns-record/client-2", "update"),
             ("dns-record/client-3", "delete"),
-            ("instance/client-3", "delete"),
             ("sg-rules/old", "delete"),
+            ("instance/client-3", "delete"),
             ("sg/old", "delete"),
         ]
     );

@@ -1,7 +1,5 @@
 //! Creating resources: one branch per kind, each with the lab's tags in the create call.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context as _, bail};
 use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification,
@@ -9,9 +7,10 @@ use aws_sdk_ec2::types::{
     ShutdownBehavior, Tag, VolumeType,
 };
 use labctl_core::desired::{Permission, TAG_ADDRESS, TAG_LAB};
+use labctl_core::plan::{InstanceFacts, Observation};
 use labctl_core::{Address, Kind, Spec};
 
-use super::{Applier, gone_or_exists, iam_tag};
+use super::{Applier, gone_or_exists, iam_tag, profile_not_visible};
 use crate::aws::aws;
 use crate::aws::observe::{
     TAG_IMAGE, TAG_LIFETIME, TAG_PUBLIC_IP, TAG_SERVICES, TAG_USER_DATA, iam_path,
@@ -167,8 +166,8 @@ impl Applier<'_> {
                 self.bucket_settings(a, name).await?;
                 name.to_owned()
             }
-            Spec::Artifact { sha256 } => {
-                self.upload_artifact(a, name, sha256).await?;
+            Spec::Artifact { bucket, sha256 } => {
+                self.upload_artifact(a, bucket, name, sha256).await?;
                 name.to_owned()
             }
             Spec::HostedZone { zone, .. } => self.create_zone(a, zone).await?,
@@ -178,7 +177,7 @@ impl Applier<'_> {
                 fqdn.clone()
             }
         };
-        self.remember(a, BTreeMap::from([("id".to_owned(), id.clone())]));
+        self.remember(a, &id, Observation::Plain);
         Ok(id)
     }
 
@@ -280,15 +279,7 @@ impl Applier<'_> {
                 .map_err(aws("EC2 RunInstances"))
         };
         // A fresh instance profile takes a while to become visible to EC2.
-        let out = wait::retry_if(
-            Backoff::CONSISTENCY,
-            |e| {
-                e.is(&["InvalidParameterValue"])
-                    && e.message.to_ascii_lowercase().contains("profile")
-            },
-            launch,
-        )
-        .await?;
+        let out = wait::retry_if(Backoff::CONSISTENCY, profile_not_visible, launch).await?;
         let instance = out
             .instances()
             .first()
@@ -297,11 +288,11 @@ impl Applier<'_> {
             .instance_id()
             .context("RunInstances returned no id")?
             .to_owned();
-        let mut facts = BTreeMap::from([("id".to_owned(), id.clone())]);
-        if let Some(ip) = instance.private_ip_address() {
-            facts.insert("private_ip".into(), ip.to_owned());
-        }
-        self.remember(a, facts);
+        let facts = InstanceFacts {
+            private_ip: instance.private_ip_address().map(str::to_owned),
+            ..InstanceFacts::default()
+        };
+        self.remember(a, &id, Observation::Instance(facts));
         Ok(id)
     }
 }

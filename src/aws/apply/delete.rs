@@ -3,7 +3,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use aws_sdk_ec2::types::InstanceStateName;
 use labctl_core::desired::Permission;
-use labctl_core::plan::Change;
+use labctl_core::plan::{Change, Observation};
 use labctl_core::{Address, Kind, Spec};
 
 use super::{Applier, gone};
@@ -26,10 +26,16 @@ impl Applier<'_> {
             bail!("{a}: revoke needs both rule sets");
         };
         let id = change.id.clone().context("rules without a group id")?;
-        // Only revocations here: authorizations may name groups created later.
-        let keep_in: Vec<Permission> = hi.iter().filter(|p| ingress.contains(p)).cloned().collect();
-        let keep_out: Vec<Permission> = he.iter().filter(|p| egress.contains(p)).cloned().collect();
-        self.set_rules(&id, hi, &keep_in, he, &keep_out).await
+        // Only revocations here: authorizations may name groups created later, and
+        // a rule whose description changes stays (it is described again later).
+        let kept = |have: &[Permission], want: &[Permission]| -> Vec<Permission> {
+            have.iter()
+                .filter(|h| want.iter().any(|w| w.key() == h.key()))
+                .cloned()
+                .collect()
+        };
+        self.set_rules(&id, hi, &kept(hi, ingress), he, &kept(he, egress))
+            .await
     }
 
     pub(super) async fn delete(
@@ -54,14 +60,19 @@ impl Applier<'_> {
                     .await?;
             }
             Kind::DnsRecord => {
-                if let Some(Spec::DnsRecord { fqdn, ttl, .. }) = &change.observed
-                    && let Some(ip) = self.fact(a, "value")
+                // Route 53 deletes a record only when told exactly what it holds, in
+                // the zone it is in: this copy's own zone, TTL and values.
+                if let (
+                    Some(Spec::DnsRecord { fqdn, ttl, .. }),
+                    Observation::DnsRecord { zone_id, values },
+                ) = (&change.observed, &change.observation)
                 {
                     self.record_change(
+                        zone_id,
                         aws_sdk_route53::types::ChangeAction::Delete,
                         fqdn,
                         *ttl,
-                        &ip,
+                        values,
                     )
                     .await?;
                 }
@@ -92,22 +103,10 @@ impl Applier<'_> {
                 )?;
             }
             Kind::RouteTable => {
-                let assocs: Vec<String> = self
-                    .ids
-                    .lock()
-                    .expect("ids lock")
-                    .get(a)
-                    .map(|f| {
-                        f.iter()
-                            .filter(|(k, _)| k.starts_with("association:"))
-                            .map(|(_, v)| v.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for assoc in assocs {
+                for assoc in change.observation.associations() {
                     gone(
                         ec2.disassociate_route_table()
-                            .association_id(assoc)
+                            .association_id(&assoc.id)
                             .send()
                             .await
                             .map_err(aws("EC2 DisassociateRouteTable")),
@@ -126,8 +125,7 @@ impl Applier<'_> {
                 )?;
             }
             Kind::InternetGateway => {
-                let attached = self.fact(a, "attached_to").unwrap_or_default();
-                for vpc in attached.split(',').filter(|v| !v.is_empty()) {
+                for vpc in change.observation.attached_to() {
                     // Fails while instances still hold public addresses in the VPC.
                     gone(
                         wait::retry(Backoff::DEPENDENCIES, &["DependencyViolation"], || async {
@@ -242,8 +240,22 @@ impl Applier<'_> {
                         .map_err(aws("IAM DeleteRole")),
                 )?;
             }
-            Kind::Bucket => self.delete_bucket(id).await?,
-            Kind::Artifact => self.delete_artifact(id).await?,
+            Kind::Bucket => {
+                // The original of a renamed bucket: what instances wrote moves to
+                // the new one, checked, before anything is deleted.
+                if change.goes_last(self.inputs.desired)
+                    && let Some(new) = self.inputs.desired.get(a)
+                    && new.name != id
+                {
+                    self.carry_over(id, &new.name).await?;
+                }
+                self.delete_bucket(id).await?;
+            }
+            Kind::Artifact => {
+                if let Some(Spec::Artifact { bucket, .. }) = &change.observed {
+                    self.delete_artifact(bucket, id).await?;
+                }
+            }
             Kind::HostedZone => {
                 gone(
                     self.c
@@ -256,7 +268,11 @@ impl Applier<'_> {
                 )?;
             }
         }
-        self.ids.lock().expect("ids lock").remove(a);
+        // Forget it, unless what stands at the address now is its successor.
+        let mut known = self.known.lock().expect("known lock");
+        if known.get(a).is_some_and(|k| k.id == id) {
+            known.remove(a);
+        }
         Ok(())
     }
 }

@@ -77,28 +77,42 @@ impl Applier<'_> {
         let instance = Address::parse(target).filter(|t| t.kind == Kind::Instance);
         let ip = instance
             .as_ref()
-            .and_then(|i| self.fact(i, "private_ip"))
+            .and_then(|i| self.known(i))
+            .and_then(|k| k.observation.instance().and_then(|f| f.private_ip.clone()))
             .with_context(|| format!("{target} has no private address yet"))?;
-        self.record_change(aws_sdk_route53::types::ChangeAction::Upsert, fqdn, ttl, &ip)
-            .await
+        let zone = self.id(&Address::single(Kind::HostedZone))?;
+        self.record_change(
+            &zone,
+            aws_sdk_route53::types::ChangeAction::Upsert,
+            fqdn,
+            ttl,
+            &[ip],
+        )
+        .await
     }
 
+    /// One change to the A record `fqdn` in `zone`, holding `values`.
     pub(super) async fn record_change(
         &self,
+        zone: &str,
         action: aws_sdk_route53::types::ChangeAction,
         fqdn: &str,
         ttl: u32,
-        ip: &str,
+        values: &[String],
     ) -> anyhow::Result<()> {
         use aws_sdk_route53::types::{
             Change as R53Change, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
         };
-        let zone = self.id(&Address::single(Kind::HostedZone))?;
+        let deleting = action == aws_sdk_route53::types::ChangeAction::Delete;
+        let records = values
+            .iter()
+            .map(|v| ResourceRecord::builder().value(v).build())
+            .collect::<Result<Vec<_>, _>>()?;
         let set = ResourceRecordSet::builder()
             .name(fqdn)
             .r#type(RrType::A)
             .ttl(i64::from(ttl))
-            .resource_records(ResourceRecord::builder().value(ip).build()?)
+            .set_resource_records(Some(records))
             .build()?;
         let batch = ChangeBatch::builder()
             .changes(
@@ -120,6 +134,7 @@ impl Applier<'_> {
         match result {
             // Deleting a record that is already gone.
             Err(e) if e.is(&["InvalidChangeBatch"]) && e.message.contains("not found") => Ok(()),
+            Err(e) if deleting && e.is(&["NoSuchHostedZone"]) => Ok(()),
             other => other.map(|_| ()).map_err(Into::into),
         }
     }

@@ -7,8 +7,8 @@ use labctl_core::topology::Proto;
 use labctl_core::{Address, Kind};
 
 use super::{Applier, gone};
+use crate::aws::aws;
 use crate::aws::wait::{self, Backoff};
-use crate::aws::{AwsError, aws};
 
 impl Applier<'_> {
     pub(super) async fn vpc_dns(&self, vpc: &str) -> anyhow::Result<()> {
@@ -85,7 +85,9 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Revokes `have − want` and authorizes `want − have`, for both directions.
+    /// Makes a group's permissions `want` from `have`, in both directions: revokes
+    /// the rules no longer wanted, rewrites the descriptions that changed, and
+    /// authorizes the new rules. AWS knows a rule by protocol, ports and peer.
     pub(super) async fn set_rules(
         &self,
         group: &str,
@@ -94,69 +96,91 @@ impl Applier<'_> {
         have_out: &[Permission],
         want_out: &[Permission],
     ) -> anyhow::Result<()> {
-        let ec2 = &self.c.ec2;
-        let missing = |have: &[Permission], want: &[Permission]| -> Vec<Permission> {
-            want.iter().filter(|p| !have.contains(p)).cloned().collect()
-        };
-        let stale_in = missing(want_in, have_in);
-        let stale_out = missing(want_out, have_out);
-        if !stale_in.is_empty() {
-            gone(
-                ec2.revoke_security_group_ingress()
-                    .group_id(group)
-                    .set_ip_permissions(Some(self.ip_permissions(&stale_in)?))
-                    .send()
-                    .await
-                    .map_err(aws("EC2 RevokeSecurityGroupIngress")),
-            )?;
-        }
-        if !stale_out.is_empty() {
-            gone(
-                ec2.revoke_security_group_egress()
-                    .group_id(group)
-                    .set_ip_permissions(Some(self.ip_permissions(&stale_out)?))
-                    .send()
-                    .await
-                    .map_err(aws("EC2 RevokeSecurityGroupEgress")),
-            )?;
-        }
-        let new_in = missing(have_in, want_in);
-        let new_out = missing(have_out, want_out);
-        let duplicate = |r: Result<(), AwsError>| match r {
-            Err(e) if e.is(&["InvalidPermission.Duplicate"]) => Ok(()),
-            other => other,
-        };
-        if !new_in.is_empty() {
-            let perms = self.ip_permissions(&new_in)?;
-            duplicate(
-                wait::retry(Backoff::CONSISTENCY, &["InvalidGroup.NotFound"], || async {
-                    ec2.authorize_security_group_ingress()
-                        .group_id(group)
-                        .set_ip_permissions(Some(perms.clone()))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws("EC2 AuthorizeSecurityGroupIngress"))
-                })
-                .await,
-            )?;
-        }
-        if !new_out.is_empty() {
-            let perms = self.ip_permissions(&new_out)?;
-            duplicate(
-                wait::retry(Backoff::CONSISTENCY, &["InvalidGroup.NotFound"], || async {
-                    ec2.authorize_security_group_egress()
-                        .group_id(group)
-                        .set_ip_permissions(Some(perms.clone()))
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(aws("EC2 AuthorizeSecurityGroupEgress"))
-                })
-                .await,
-            )?;
+        for (direction, have, want) in [
+            (Direction::Ingress, have_in, want_in),
+            (Direction::Egress, have_out, want_out),
+        ] {
+            let delta = RuleDelta::new(have, want);
+            // A description is rewritten by taking the rule out and putting it back
+            // at once: UpdateSecurityGroupRuleDescriptions* would do it in place on
+            // AWS, but the emulator the tests use ignores it for rules naming groups.
+            let (out, back) = delta.described;
+            let stale: Vec<Permission> = delta.stale.into_iter().chain(out).collect();
+            let new: Vec<Permission> = back.into_iter().chain(delta.new).collect();
+            if !stale.is_empty() {
+                self.revoke(group, direction, &stale).await?;
+            }
+            if !new.is_empty() {
+                self.authorize(group, direction, &new).await?;
+            }
         }
         Ok(())
+    }
+
+    async fn revoke(
+        &self,
+        group: &str,
+        direction: Direction,
+        perms: &[Permission],
+    ) -> anyhow::Result<()> {
+        let ec2 = &self.c.ec2;
+        let perms = Some(self.ip_permissions(perms)?);
+        gone(match direction {
+            Direction::Ingress => ec2
+                .revoke_security_group_ingress()
+                .group_id(group)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws("EC2 RevokeSecurityGroupIngress")),
+            Direction::Egress => ec2
+                .revoke_security_group_egress()
+                .group_id(group)
+                .set_ip_permissions(perms)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws("EC2 RevokeSecurityGroupEgress")),
+        })?;
+        Ok(())
+    }
+
+    async fn authorize(
+        &self,
+        group: &str,
+        direction: Direction,
+        perms: &[Permission],
+    ) -> anyhow::Result<()> {
+        let ec2 = &self.c.ec2;
+        let perms = self.ip_permissions(perms)?;
+        // A group named by a rule may be moments old.
+        let result = wait::retry(Backoff::CONSISTENCY, &["InvalidGroup.NotFound"], || async {
+            match direction {
+                Direction::Ingress => ec2
+                    .authorize_security_group_ingress()
+                    .group_id(group)
+                    .set_ip_permissions(Some(perms.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(aws("EC2 AuthorizeSecurityGroupIngress")),
+                Direction::Egress => ec2
+                    .authorize_security_group_egress()
+                    .group_id(group)
+                    .set_ip_permissions(Some(perms.clone()))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(aws("EC2 AuthorizeSecurityGroupEgress")),
+            }
+        })
+        .await;
+        match result {
+            // Already there: a retried or interrupted run authorized it.
+            Err(e) if e.is(&["InvalidPermission.Duplicate"]) => Ok(()),
+            other => other.map_err(Into::into),
+        }
     }
 
     pub(super) fn ip_permissions(&self, perms: &[Permission]) -> anyhow::Result<Vec<IpPermission>> {
@@ -199,5 +223,81 @@ impl Applier<'_> {
                 Ok(b.build())
             })
             .collect()
+    }
+}
+
+/// Which of a group's two rule lists.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// What turns one rule list into another, rules matched by what AWS knows them by
+/// (protocol, ports, peer).
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct RuleDelta {
+    /// Found but not wanted: revoked.
+    pub stale: Vec<Permission>,
+    /// Wanted and found with another description: (as found, as wanted).
+    pub described: (Vec<Permission>, Vec<Permission>),
+    /// Wanted but not found: authorized.
+    pub new: Vec<Permission>,
+}
+
+impl RuleDelta {
+    pub(super) fn new(have: &[Permission], want: &[Permission]) -> Self {
+        let find = |list: &[Permission], p: &Permission| -> Option<Permission> {
+            list.iter().find(|x| x.key() == p.key()).cloned()
+        };
+        let mut delta = RuleDelta::default();
+        for h in have {
+            if find(want, h).is_none() {
+                delta.stale.push(h.clone());
+            }
+        }
+        for w in want {
+            match find(have, w) {
+                None => delta.new.push(w.clone()),
+                Some(h) if h.description != w.description => {
+                    delta.described.0.push(h);
+                    delta.described.1.push(w.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        delta
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipnet::Ipv4Net;
+
+    fn rule(port: u16, description: Option<&str>) -> Permission {
+        Permission {
+            proto: Proto::Tcp,
+            ports: Some(labctl_core::topology::PortRange {
+                from: port,
+                to: port,
+            }),
+            peer: PermissionPeer::Cidr("203.0.113.7/32".parse::<Ipv4Net>().expect("cidr")),
+            description: description.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_new_description_rewrites_the_rule_in_place() {
+        let have = [rule(80, Some("old")), rule(22, None)];
+        let want = [rule(80, Some("new")), rule(443, None)];
+        let delta = RuleDelta::new(&have, &want);
+        assert_eq!(delta.stale, [rule(22, None)]);
+        assert_eq!(
+            delta.described,
+            (vec![rule(80, Some("old"))], vec![rule(80, Some("new"))])
+        );
+        assert_eq!(delta.new, [rule(443, None)]);
+        assert_eq!(RuleDelta::new(&want, &want), RuleDelta::default());
     }
 }

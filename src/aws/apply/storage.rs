@@ -3,8 +3,8 @@
 
 use anyhow::{Context as _, bail};
 use aws_sdk_s3::primitives::ByteStream;
-use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
-use labctl_core::{Address, Kind};
+use labctl_core::Address;
+use labctl_core::marks::{CAPTURES_PREFIX, REPORTS_PREFIX, TAG_ADDRESS, TAG_LAB};
 use serde_json::json;
 
 use super::{Applier, GONE, gone};
@@ -119,13 +119,13 @@ impl Applier<'_> {
     pub(super) async fn upload_artifact(
         &self,
         a: &Address,
+        bucket: &str,
         key: &str,
         sha256: &str,
     ) -> anyhow::Result<()> {
         let Some(path) = self.inputs.labnet else {
             bail!("{a}: no local labnet binary to upload");
         };
-        let bucket = self.id(&Address::new(Kind::Bucket, "captures"))?;
         let digest = hex_bytes(sha256).with_context(|| format!("{a}: bad SHA-256 {sha256}"))?;
         let body = ByteStream::from_path(path)
             .await
@@ -133,7 +133,7 @@ impl Applier<'_> {
         self.c
             .s3
             .put_object()
-            .bucket(&bucket)
+            .bucket(bucket)
             .key(key)
             .body(body)
             .content_type("application/octet-stream")
@@ -144,10 +144,7 @@ impl Applier<'_> {
         Ok(())
     }
 
-    pub(super) async fn delete_artifact(&self, key: &str) -> anyhow::Result<()> {
-        let Ok(bucket) = self.id(&Address::new(Kind::Bucket, "captures")) else {
-            return Ok(());
-        };
+    pub(super) async fn delete_artifact(&self, bucket: &str, key: &str) -> anyhow::Result<()> {
         gone(
             self.c
                 .s3
@@ -159,6 +156,98 @@ impl Applier<'_> {
                 .map_err(aws(format!("S3 DeleteObject {key}"))),
         )?;
         Ok(())
+    }
+
+    /// Copies what instances wrote (`captures/`, `reports/`) from the bucket `from`
+    /// to `to`, then proves it arrived: every key is there, with the same size and
+    /// the same SHA-256 (S3's stored checksum) or, for an object stored without one,
+    /// the same MD5 ETag. A key `to` already holds is newer and is kept.
+    pub(super) async fn carry_over(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+        let s3 = &self.c.s3;
+        let mut copied = 0;
+        for prefix in CARRIED_PREFIXES {
+            let source = self.objects(from, prefix).await?;
+            let present = self.objects(to, prefix).await?;
+            for (key, _) in &source {
+                if present.contains_key(key) {
+                    continue;
+                }
+                s3.copy_object()
+                    .bucket(to)
+                    .key(key)
+                    .copy_source(copy_source(from, key))
+                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                    .send()
+                    .await
+                    .map_err(aws(format!("S3 CopyObject {from}/{key} to {to}")))?;
+                copied += 1;
+            }
+            let arrived = self.objects(to, prefix).await?;
+            for (key, size) in source.iter().filter(|(k, _)| !present.contains_key(*k)) {
+                if arrived.get(key) != Some(size) {
+                    bail!(
+                        "s3://{to}/{key} is missing or differs in size after the copy; s3://{from} is kept"
+                    );
+                }
+                let head = |bucket: &str| {
+                    s3.head_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .checksum_mode(ChecksumMode::Enabled)
+                        .send()
+                };
+                let (a, b) = tokio::try_join!(
+                    async {
+                        head(from)
+                            .await
+                            .map_err(aws(format!("S3 HeadObject {from}/{key}")))
+                    },
+                    async {
+                        head(to)
+                            .await
+                            .map_err(aws(format!("S3 HeadObject {to}/{key}")))
+                    },
+                )?;
+                let same = match (a.checksum_sha256(), b.checksum_sha256()) {
+                    (Some(x), Some(y)) if !x.contains('-') => x == y,
+                    _ => a.e_tag().is_some_and(|e| !e.contains('-')) && a.e_tag() == b.e_tag(),
+                };
+                if !same {
+                    bail!(
+                        "s3://{to}/{key} does not match s3://{from}/{key} after the copy; s3://{from} is kept"
+                    );
+                }
+            }
+        }
+        tracing::info!(from, to, copied, "carried captures and reports over");
+        Ok(())
+    }
+
+    /// Key → size of every object under `prefix`.
+    async fn objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut pages = self
+            .c
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws(format!("S3 ListObjectsV2 {bucket}")))?;
+            for o in page.contents() {
+                if let Some(key) = o.key() {
+                    out.insert(key.to_owned(), o.size().unwrap_or(0));
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
@@ -200,6 +289,23 @@ impl Applier<'_> {
         )?;
         Ok(())
     }
+}
+
+/// What the lab's instances write to its bucket, which a renamed bucket keeps.
+const CARRIED_PREFIXES: [&str; 2] = [CAPTURES_PREFIX, REPORTS_PREFIX];
+
+/// `x-amz-copy-source`: the bucket and the key, URL-encoded but for its slashes.
+fn copy_source(bucket: &str, key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'/')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    format!(
+        "{bucket}/{}",
+        percent_encoding::utf8_percent_encode(key, KEEP)
+    )
 }
 
 /// Lowercase or uppercase hex as bytes; `None` for anything else.

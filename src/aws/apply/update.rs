@@ -2,13 +2,13 @@
 
 use anyhow::{Context as _, bail};
 use aws_sdk_ec2::types::{
-    AttributeValue, Filter, HttpTokensState, IamInstanceProfileSpecification,
-    InstanceMetadataEndpointState, InstanceStateName,
+    AttributeValue, Filter, HttpTokensState, IamInstanceProfileAssociationState,
+    IamInstanceProfileSpecification, InstanceMetadataEndpointState, InstanceStateName,
 };
 use labctl_core::plan::Change;
 use labctl_core::{Address, Kind, Spec};
 
-use super::{Applier, gone};
+use super::{Applier, gone, profile_not_visible};
 use crate::aws::aws;
 use crate::aws::wait::{self, Backoff};
 
@@ -45,30 +45,34 @@ impl Applier<'_> {
                 },
                 Spec::RouteTable {
                     internet_route: had_route,
-                    subnets: had,
+                    ..
                 },
             ) => {
                 if *internet_route && !had_route {
-                    self.default_route(&id, self.fact(a, "default_route").is_some())
+                    self.default_route(&id, change.observation.default_route())
                         .await?;
                 }
-                for s in subnets.iter().filter(|s| !had.contains(s)) {
-                    self.associate(&id, s).await?;
+                // Associations are kept by subnet id: a replaced subnet is a new one,
+                // and an association with a subnet that is gone or unwanted goes.
+                let want = subnets
+                    .iter()
+                    .map(|s| self.id(&Address::new(Kind::Subnet, s)))
+                    .collect::<anyhow::Result<Vec<String>>>()?;
+                let have = change.observation.associations();
+                for stale in have.iter().filter(|x| !want.contains(&x.subnet_id)) {
+                    gone(
+                        self.c
+                            .ec2
+                            .disassociate_route_table()
+                            .association_id(&stale.id)
+                            .send()
+                            .await
+                            .map_err(aws("EC2 DisassociateRouteTable")),
+                    )?;
                 }
-                for s in had.iter().filter(|s| !subnets.contains(s)) {
-                    let subnet_id = self
-                        .fact(&Address::new(Kind::Subnet, s), "id")
-                        .unwrap_or_else(|| s.clone());
-                    if let Some(assoc) = self.fact(a, &format!("association:{subnet_id}")) {
-                        gone(
-                            self.c
-                                .ec2
-                                .disassociate_route_table()
-                                .association_id(assoc)
-                                .send()
-                                .await
-                                .map_err(aws("EC2 DisassociateRouteTable")),
-                        )?;
+                for (name, subnet_id) in subnets.iter().zip(&want) {
+                    if !have.iter().any(|x| &x.subnet_id == subnet_id) {
+                        self.associate(&id, name).await?;
                     }
                 }
                 Ok(())
@@ -209,28 +213,42 @@ impl Applier<'_> {
                 .send()
                 .await
                 .map_err(aws("EC2 DescribeIamInstanceProfileAssociations"))?;
-            match associations
+            let current = associations
                 .iam_instance_profile_associations()
-                .first()
-                .and_then(|x| x.association_id())
-            {
-                Some(assoc) => {
-                    ec2.replace_iam_instance_profile_association()
+                .iter()
+                .find(|x| {
+                    x.state().is_some_and(|s| {
+                        matches!(
+                            s,
+                            IamInstanceProfileAssociationState::Associated
+                                | IamInstanceProfileAssociationState::Associating
+                        )
+                    })
+                })
+                .and_then(|x| x.association_id());
+            // The instance moves in one call and is never without a role; a profile
+            // made moments ago may not be visible to EC2 yet.
+            wait::retry_if(Backoff::CONSISTENCY, profile_not_visible, || async {
+                match current {
+                    Some(assoc) => ec2
+                        .replace_iam_instance_profile_association()
                         .association_id(assoc)
-                        .iam_instance_profile(spec)
+                        .iam_instance_profile(spec.clone())
                         .send()
                         .await
-                        .map_err(aws("EC2 ReplaceIamInstanceProfileAssociation"))?;
-                }
-                None => {
-                    ec2.associate_iam_instance_profile()
+                        .map(|_| ())
+                        .map_err(aws("EC2 ReplaceIamInstanceProfileAssociation")),
+                    None => ec2
+                        .associate_iam_instance_profile()
                         .instance_id(id)
-                        .iam_instance_profile(spec)
+                        .iam_instance_profile(spec.clone())
                         .send()
                         .await
-                        .map_err(aws("EC2 AssociateIamInstanceProfile"))?;
+                        .map(|_| ())
+                        .map_err(aws("EC2 AssociateIamInstanceProfile")),
                 }
-            }
+            })
+            .await?;
         }
         if *running && !is_running {
             // A stopping instance must finish stopping before it can start.
