@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
 use labctl_core::desired::{LABNET_KEY_PREFIX, TAG_ADDRESS, TAG_LAB};
-use labctl_core::plan::{Action, Change, Observation, Observed, Plan, Step};
+use labctl_core::plan::{Action, Change, Found, Observation, Observed, Plan, Step};
 use labctl_core::{Address, Desired};
 use serde_json::json;
 
@@ -132,23 +132,27 @@ struct Applier<'a> {
 
 impl<'a> Applier<'a> {
     fn new(c: &'a Clients, inputs: &'a Inputs<'a>) -> Self {
-        // Extra copies the plan deletes are never what a new resource refers to.
-        let deleted = |id: &str, a: &Address| {
+        // Where several stand at one address, the one the plan keeps is what others
+        // refer to; an extra copy the plan deletes is known only if it is alone.
+        let deleted = |f: &Found| {
             inputs.plan.changes.iter().any(|c| {
-                c.action == Action::Delete && &c.address == a && c.id.as_deref() == Some(id)
+                c.action == Action::Delete
+                    && c.address == f.address
+                    && c.id.as_deref() == Some(f.id.as_str())
             })
         };
-        let known = inputs
-            .observed
-            .resources
-            .iter()
-            .filter(|f| !deleted(&f.id, &f.address))
+        let (kept, extra): (Vec<&Found>, Vec<&Found>) =
+            inputs.observed.resources.iter().partition(|f| !deleted(f));
+        // Kept ones last, so they win.
+        let known = extra
+            .into_iter()
+            .chain(kept)
             .map(|f| {
-                let known = Known {
+                let entry = Known {
                     id: f.id.clone(),
                     observation: f.observation.clone(),
                 };
-                (f.address.clone(), known)
+                (f.address.clone(), entry)
             })
             .collect();
         Self {

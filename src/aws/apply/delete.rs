@@ -82,7 +82,9 @@ impl Applier<'_> {
                     ingress, egress, ..
                 }) = &change.observed
                 {
-                    self.set_rules(id, ingress, &[], egress, egress).await?;
+                    // Everything, egress too: a rule naming another group would
+                    // keep that group from being deleted.
+                    self.set_rules(id, ingress, &[], egress, &[]).await?;
                 }
             }
             Kind::SecurityGroup => {
