@@ -9,6 +9,7 @@ mod captures;
 mod cli;
 mod cloudinit;
 mod double;
+mod edits;
 mod exec;
 mod harness;
 mod localstack;

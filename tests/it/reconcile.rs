@@ -11,7 +11,7 @@ use crate::harness::{Sandbox, repo, sdk_config, unique_lab};
 
 pub(crate) const REGION: &str = "eu-north-1";
 /// An x86_64 Ubuntu image in LocalStack's catalogue (it has no 24.04).
-const AMI: &str = "ami-785db401";
+pub(crate) const AMI: &str = "ami-785db401";
 
 /// The repository's default lab under another name, on an image LocalStack has.
 pub(crate) fn default_lab(lab: &str) -> String {
