@@ -1,41 +1,35 @@
-//! Carrying out a plan: one function per kind and step, run stage by stage.
+//! Carrying out a plan: the engine that runs the core's schedule, stage by stage.
 //!
 //! The applier never decides what to change; it gets the plan's steps (ordered by the
-//! core's `schedule`) and the specs each change carries. Every resource is created with
-//! the lab's tags in the create call where the API takes them. Deletions tolerate what
-//! is already gone; eventual consistency (a fresh instance profile EC2 cannot see yet, a
-//! group still held by a terminating instance) is retried with backoff and a deadline.
-//!
-//! This file is the engine (stages, steps, what the applier knows); the kinds' calls
-//! live beside it by phase (`create`, `update`, `delete`) and by family (`network`,
-//! `iam`, `storage`, `dns`).
+//! core's `schedule`) and the specs each change carries, and hands each step to its
+//! kind's module (`super::kinds`) through exhaustive matches. Every resource is
+//! created with the lab's tags in the create call where the API takes them. Deletions
+//! tolerate what is already gone, and each uses what was found of that very resource
+//! (its attachments, its zone, its values). Eventual consistency (a fresh instance
+//! profile EC2 cannot see yet, a group still held by a terminating instance) is
+//! retried with backoff and a deadline.
+
+#![warn(clippy::wildcard_enum_match_arm)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context as _, anyhow, bail};
 use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-use labctl_core::desired::{LABNET_KEY_PREFIX, TAG_ADDRESS, TAG_LAB};
+use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
 use labctl_core::plan::{Action, Change, Found, Observation, Observed, Plan, Step};
-use labctl_core::{Address, Desired};
-use serde_json::json;
+use labctl_core::{Address, Desired, Kind, Spec};
 
 use super::images::Ami;
+use super::wait::{self, Backoff};
 use super::{AwsError, Clients};
 
-mod create;
-mod delete;
-mod dns;
-mod iam;
-mod network;
-mod storage;
-
-pub(crate) use storage::hex_bytes;
-mod update;
+pub(crate) use super::kinds::artifact::hex_bytes;
 
 /// Error codes that mean "already gone": success for a deletion.
-const GONE: &[&str] = &[
+pub(in crate::aws) const GONE: &[&str] = &[
     "InvalidVpcID.NotFound",
     "InvalidSubnetID.NotFound",
     "InvalidInternetGatewayID.NotFound",
@@ -50,7 +44,7 @@ const GONE: &[&str] = &[
     "NoSuchHostedZone",
 ];
 
-fn gone<T>(result: Result<T, AwsError>) -> Result<(), AwsError> {
+pub(in crate::aws) fn gone<T>(result: Result<T, AwsError>) -> Result<(), AwsError> {
     match result {
         Ok(_) => Ok(()),
         Err(e) if e.is(GONE) => Ok(()),
@@ -117,14 +111,14 @@ pub fn step_label(step: &Step) -> String {
 
 /// What the applier knows of a resource that exists: found, or just created.
 #[derive(Debug, Clone)]
-struct Known {
-    id: String,
-    observation: Observation,
+pub(in crate::aws) struct Known {
+    pub(in crate::aws) id: String,
+    pub(in crate::aws) observation: Observation,
 }
 
-struct Applier<'a> {
-    c: &'a Clients,
-    inputs: &'a Inputs<'a>,
+pub(in crate::aws) struct Applier<'a> {
+    pub(in crate::aws) c: &'a Clients,
+    pub(in crate::aws) inputs: &'a Inputs<'a>,
     /// The resource that stands at each address: the one the plan kept, then the one
     /// created in its place.
     known: Mutex<BTreeMap<Address, Known>>,
@@ -162,7 +156,7 @@ impl<'a> Applier<'a> {
         }
     }
 
-    fn remember(&self, address: &Address, id: &str, observation: Observation) {
+    pub(in crate::aws) fn remember(&self, address: &Address, id: &str, observation: Observation) {
         let known = Known {
             id: id.to_owned(),
             observation,
@@ -173,11 +167,11 @@ impl<'a> Applier<'a> {
             .insert(address.clone(), known);
     }
 
-    fn known(&self, address: &Address) -> Option<Known> {
+    pub(in crate::aws) fn known(&self, address: &Address) -> Option<Known> {
         self.known.lock().expect("known lock").get(address).cloned()
     }
 
-    fn id(&self, address: &Address) -> anyhow::Result<String> {
+    pub(in crate::aws) fn id(&self, address: &Address) -> anyhow::Result<String> {
         self.known(address)
             .map(|k| k.id)
             .ok_or_else(|| anyhow!("{address} does not exist (it should have been created first)"))
@@ -192,7 +186,7 @@ impl<'a> Applier<'a> {
             .ok_or_else(|| anyhow!("{address} is not in the plan"))
     }
 
-    fn tags(&self, address: &Address, name: &str) -> Vec<Tag> {
+    pub(in crate::aws) fn tags(&self, address: &Address, name: &str) -> Vec<Tag> {
         vec![
             Tag::builder().key("Name").value(name).build(),
             Tag::builder().key(TAG_LAB).value(self.inputs.lab).build(),
@@ -203,7 +197,7 @@ impl<'a> Applier<'a> {
         ]
     }
 
-    fn tag_spec(
+    pub(in crate::aws) fn tag_spec(
         &self,
         ty: ResourceType,
         address: &Address,
@@ -269,11 +263,11 @@ impl<'a> Applier<'a> {
 }
 
 /// EC2 refusing an instance profile IAM has just made: it is not visible to EC2 yet.
-fn profile_not_visible(e: &AwsError) -> bool {
+pub(in crate::aws) fn profile_not_visible(e: &AwsError) -> bool {
     e.is(&["InvalidParameterValue"]) && e.message.to_ascii_lowercase().contains("profile")
 }
 
-fn iam_tag(key: &str, value: &str) -> aws_sdk_iam::types::Tag {
+pub(in crate::aws) fn iam_tag(key: &str, value: &str) -> aws_sdk_iam::types::Tag {
     aws_sdk_iam::types::Tag::builder()
         .key(key)
         .value(value)
@@ -282,7 +276,7 @@ fn iam_tag(key: &str, value: &str) -> aws_sdk_iam::types::Tag {
 }
 
 /// Treats "already exists" as success: a retried or crashed run created it.
-fn gone_or_exists<T>(result: Result<T, AwsError>) -> Result<(), AwsError> {
+pub(in crate::aws) fn gone_or_exists<T>(result: Result<T, AwsError>) -> Result<(), AwsError> {
     match result {
         Ok(_) => Ok(()),
         Err(e) if e.is(&["EntityAlreadyExists"]) => Ok(()),
@@ -290,67 +284,212 @@ fn gone_or_exists<T>(result: Result<T, AwsError>) -> Result<(), AwsError> {
     }
 }
 
-/// The inline policy: exactly what the bootstrap and the capture helper do with the
-/// lab's bucket. Read the labnet binaries; write readiness reports and captures.
-/// Nothing else: no listing, no reading another instance's captures, no deleting.
-pub fn bucket_policy(bucket: &str) -> serde_json::Value {
-    let arn = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadLabnet",
-                "Effect": "Allow",
-                "Action": "s3:GetObject",
-                "Resource": arn(LABNET_KEY_PREFIX)
-            },
-            {
-                "Sid": "WriteReportsAndCaptures",
-                "Effect": "Allow",
-                "Action": "s3:PutObject",
-                "Resource": [arn("reports/"), arn("captures/")]
+/// The kinds' calls, one arm per kind: a kind without its arm does not compile.
+impl Applier<'_> {
+    async fn create(&self, a: &Address, name: &str, spec: &Spec) -> anyhow::Result<String> {
+        let id = match spec {
+            Spec::Vpc { cidr, .. } => self.create_vpc(a, name, *cidr).await?,
+            Spec::Subnet { cidr, public } => self.create_subnet(a, name, *cidr, *public).await?,
+            Spec::InternetGateway { .. } => self.create_internet_gateway(a, name).await?,
+            Spec::RouteTable { subnets, .. } => self.create_route_table(a, name, subnets).await?,
+            Spec::SecurityGroup { role } => self.create_group(a, name, role).await?,
+            Spec::SecurityGroupRules {
+                role,
+                ingress,
+                egress,
+            } => self.create_rules(role, ingress, egress).await?,
+            Spec::IamRole {
+                managed_policies,
+                inline_policy_bucket,
+            } => {
+                self.create_role(a, name, managed_policies, inline_policy_bucket.as_deref())
+                    .await?;
+                name.to_owned()
             }
-        ]
-    })
-}
+            Spec::InstanceProfile { role } => self.create_profile(a, name, role).await?,
+            Spec::Bucket { .. } => {
+                self.create_bucket(name).await?;
+                self.bucket_settings(a, name).await?;
+                name.to_owned()
+            }
+            Spec::Artifact { bucket, sha256 } => {
+                self.upload_artifact(a, bucket, name, sha256).await?;
+                name.to_owned()
+            }
+            Spec::HostedZone { zone, .. } => self.create_zone(a, zone).await?,
+            // It remembers its own address.
+            Spec::Instance { .. } => return self.create_instance(a, name, spec).await,
+            Spec::DnsRecord { fqdn, ttl, target } => {
+                self.upsert_record(fqdn, *ttl, target).await?;
+                fqdn.clone()
+            }
+        };
+        self.remember(a, &id, Observation::Plain);
+        Ok(id)
+    }
 
-/// The bucket an inline policy document grants, if it is exactly labctl's policy.
-/// IAM returns documents URL-encoded.
-pub fn bucket_of_policy(document: &str) -> Option<String> {
-    let decoded = percent_encoding::percent_decode_str(document)
-        .decode_utf8()
-        .ok()?;
-    let doc: serde_json::Value = serde_json::from_str(&decoded).ok()?;
-    let resource = doc["Statement"][0]["Resource"].as_str()?;
-    let bucket = resource
-        .strip_prefix("arn:aws:s3:::")?
-        .strip_suffix(&format!("/{LABNET_KEY_PREFIX}*"))?;
-    (doc == bucket_policy(bucket)).then(|| bucket.to_owned())
-}
+    async fn update(&self, a: &Address, change: &Change) -> anyhow::Result<()> {
+        let want = change
+            .desired
+            .as_ref()
+            .context("update without desired state")?;
+        let have = change
+            .observed
+            .as_ref()
+            .context("update without observed state")?;
+        let id = change.id.clone().unwrap_or_default();
+        match (want, have) {
+            (Spec::Vpc { .. }, Spec::Vpc { .. }) => self.vpc_dns(&id).await,
+            (Spec::Subnet { public, .. }, Spec::Subnet { .. }) => {
+                self.subnet_public(&id, *public).await
+            }
+            (Spec::InternetGateway { .. }, Spec::InternetGateway { .. }) => {
+                self.attach_internet_gateway(&id).await
+            }
+            (
+                Spec::RouteTable {
+                    internet_route,
+                    subnets,
+                },
+                Spec::RouteTable {
+                    internet_route: had_route,
+                    ..
+                },
+            ) => {
+                self.update_route_table(
+                    &id,
+                    *internet_route,
+                    *had_route,
+                    subnets,
+                    &change.observation,
+                )
+                .await
+            }
+            // A group has nothing to change in place (its name replaces it).
+            (Spec::SecurityGroup { .. }, Spec::SecurityGroup { .. }) => Ok(()),
+            (
+                Spec::SecurityGroupRules {
+                    ingress, egress, ..
+                },
+                Spec::SecurityGroupRules {
+                    ingress: hi,
+                    egress: he,
+                    ..
+                },
+            ) => self.set_rules(&id, hi, ingress, he, egress).await,
+            (
+                Spec::IamRole {
+                    managed_policies,
+                    inline_policy_bucket,
+                },
+                Spec::IamRole {
+                    managed_policies: hm,
+                    inline_policy_bucket: hb,
+                },
+            ) => {
+                self.role_policies(
+                    &id,
+                    hm,
+                    managed_policies,
+                    hb.as_deref(),
+                    inline_policy_bucket.as_deref(),
+                )
+                .await
+            }
+            (Spec::InstanceProfile { role }, Spec::InstanceProfile { role: had }) => {
+                self.profile_role(&id, Some(had), role).await
+            }
+            (Spec::Bucket { .. }, Spec::Bucket { .. }) => self.bucket_settings(a, &id).await,
+            // An artifact's every attribute replaces it.
+            (Spec::Artifact { .. }, Spec::Artifact { .. }) => Ok(()),
+            (Spec::HostedZone { .. }, Spec::HostedZone { .. }) => self.associate_zone(&id).await,
+            (Spec::Instance { .. }, Spec::Instance { .. }) => {
+                self.update_instance(&id, want, have).await
+            }
+            (Spec::DnsRecord { fqdn, ttl, target }, Spec::DnsRecord { .. }) => {
+                self.upsert_record(fqdn, *ttl, target).await
+            }
+            (
+                Spec::Vpc { .. }
+                | Spec::Subnet { .. }
+                | Spec::InternetGateway { .. }
+                | Spec::RouteTable { .. }
+                | Spec::SecurityGroup { .. }
+                | Spec::SecurityGroupRules { .. }
+                | Spec::IamRole { .. }
+                | Spec::InstanceProfile { .. }
+                | Spec::Bucket { .. }
+                | Spec::Artifact { .. }
+                | Spec::HostedZone { .. }
+                | Spec::Instance { .. }
+                | Spec::DnsRecord { .. },
+                _,
+            ) => bail!("{a}: observed state is of another kind"),
+        }
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    async fn delete(&self, a: &Address, id: &str, change: &Change) -> anyhow::Result<()> {
+        let observed = change.observed.as_ref();
+        match a.kind {
+            Kind::Vpc => self.delete_vpc(id).await?,
+            Kind::Subnet => self.delete_subnet(id).await?,
+            Kind::InternetGateway => {
+                self.delete_internet_gateway(id, &change.observation)
+                    .await?;
+            }
+            Kind::RouteTable => self.delete_route_table(id, &change.observation).await?,
+            Kind::SecurityGroup => self.delete_group(id).await?,
+            Kind::SecurityGroupRules => self.delete_rules(id, change).await?,
+            Kind::IamRole => self.delete_role(id, change).await?,
+            Kind::InstanceProfile => {
+                let role = if let Some(Spec::InstanceProfile { role }) = observed {
+                    role.as_str()
+                } else {
+                    ""
+                };
+                self.delete_profile(id, role).await?;
+            }
+            Kind::Bucket => {
+                // The original of a renamed bucket: what instances wrote moves to
+                // the new one, checked, before anything is deleted.
+                if change.goes_last(self.inputs.desired)
+                    && let Some(new) = self.inputs.desired.get(a)
+                    && new.name != id
+                {
+                    self.carry_over(id, &new.name).await?;
+                }
+                self.delete_bucket(id).await?;
+            }
+            Kind::Artifact => {
+                if let Some(Spec::Artifact { bucket, .. }) = observed {
+                    self.delete_artifact(bucket, id).await?;
+                }
+            }
+            Kind::HostedZone => self.delete_zone(id).await?,
+            Kind::Instance => self.delete_instance(id).await?,
+            Kind::DnsRecord => self.delete_record(observed, &change.observation).await?,
+        }
+        // Forget it, unless what stands at the address now is its successor.
+        let mut known = self.known.lock().expect("known lock");
+        if known.get(a).is_some_and(|k| k.id == id) {
+            known.remove(a);
+        }
+        Ok(())
+    }
 
-    #[test]
-    fn inline_policy_round_trips_through_iams_encoding() {
-        let doc = bucket_policy("netlab-captures-1-eu-north-1").to_string();
-        let encoded =
-            percent_encoding::utf8_percent_encode(&doc, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
-        assert_eq!(
-            bucket_of_policy(&encoded).as_deref(),
-            Some("netlab-captures-1-eu-north-1")
-        );
-        assert_eq!(
-            bucket_of_policy(&doc).as_deref(),
-            Some("netlab-captures-1-eu-north-1")
-        );
-        let widened = doc.replace("s3:PutObject", "s3:*");
-        assert_eq!(
-            bucket_of_policy(&widened),
-            None,
-            "a changed policy is not ours"
-        );
+    /// Runs a delete call until it no longer fails with one of `busy` (dependents
+    /// still detaching) or the policy's deadline passes; "already gone" is success.
+    pub(in crate::aws) async fn delete_when_free<F, Fut>(
+        &self,
+        policy: Backoff,
+        busy: &[&str],
+        call: F,
+    ) -> anyhow::Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), AwsError>>,
+    {
+        gone(wait::retry(policy, busy, call).await)?;
+        Ok(())
     }
 }

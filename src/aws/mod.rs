@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod images;
+pub mod kinds;
 pub mod observe;
 pub mod wait;
 

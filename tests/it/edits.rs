@@ -684,7 +684,7 @@ async fn the_subnets_cidr() {
             assert!(public);
             assert_eq!(
                 associated,
-                [id.clone()],
+                std::slice::from_ref(&id),
                 "the route table serves the new subnet"
             );
             for i in instances(lab).await {

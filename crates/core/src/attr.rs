@@ -5,6 +5,8 @@
 //! never their renderings, so two values that print alike (a rule whose description
 //! changed) still differ; the rendering is derived from the value.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use std::fmt;
 
 use ipnet::Ipv4Net;

@@ -6,6 +6,8 @@
 //! attributes that matter for drift, and the addresses it depends on. The list is in
 //! dependency order: creating front to back and deleting back to front is always safe.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::Ipv4Addr;

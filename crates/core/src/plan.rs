@@ -10,6 +10,8 @@
 //! deletions that come first, in reverse dependency order, then creations and updates
 //! in dependency order, then the originals of replacements created first.
 
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 

@@ -1,94 +1,149 @@
-//! VPC attributes, routes and security group permissions, shared by creation and updates.
+//! A role's rules, on its security group: one permission per protocol, ports and
+//! peer, as AWS knows a rule. Another role is named by its group.
+
+use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
-use aws_sdk_ec2::types::{AttributeBooleanValue, IpPermission, IpRange, UserIdGroupPair};
+use aws_sdk_ec2::types::{IpPermission, IpRange, SecurityGroup, UserIdGroupPair};
+use ipnet::Ipv4Net;
 use labctl_core::desired::{Permission, PermissionPeer};
-use labctl_core::topology::Proto;
-use labctl_core::{Address, Kind};
+use labctl_core::plan::{Change, Found};
+use labctl_core::topology::{PortRange, Proto};
+use labctl_core::{Address, Kind, Spec};
 
-use super::{Applier, gone};
+use crate::aws::apply::{Applier, gone};
 use crate::aws::aws;
+use crate::aws::observe::found;
 use crate::aws::wait::{self, Backoff};
 
-impl Applier<'_> {
-    pub(super) async fn vpc_dns(&self, vpc: &str) -> anyhow::Result<()> {
-        // One attribute per call, support before hostnames (AWS requires both this way).
-        let on = AttributeBooleanValue::builder().value(true).build();
-        self.c
-            .ec2
-            .modify_vpc_attribute()
-            .vpc_id(vpc)
-            .enable_dns_support(on.clone())
-            .send()
-            .await
-            .map_err(aws("EC2 ModifyVpcAttribute"))?;
-        self.c
-            .ec2
-            .modify_vpc_attribute()
-            .vpc_id(vpc)
-            .enable_dns_hostnames(on)
-            .send()
-            .await
-            .map_err(aws("EC2 ModifyVpcAttribute"))?;
-        Ok(())
-    }
+/// The rules found on a group, at `sg-rules/<role>`. `roles` maps the lab's group
+/// ids to their roles.
+pub fn observe(g: &SecurityGroup, role: &str, roles: &BTreeMap<String, String>) -> Found {
+    let id = g.group_id().unwrap_or_default();
+    let mut ingress = permissions(g.ip_permissions(), roles);
+    let mut egress = permissions(g.ip_permissions_egress(), roles);
+    ingress.sort();
+    egress.sort();
+    let spec = Spec::SecurityGroupRules {
+        role: role.to_owned(),
+        ingress,
+        egress,
+    };
+    let name = g.group_name().unwrap_or(id);
+    found(Address::new(Kind::SecurityGroupRules, role), id, name, spec)
+}
 
-    pub(super) async fn subnet_public(&self, subnet: &str, public: bool) -> anyhow::Result<()> {
-        let value = AttributeBooleanValue::builder().value(public).build();
-        self.c
-            .ec2
-            .modify_subnet_attribute()
-            .subnet_id(subnet)
-            .map_public_ip_on_launch(value)
-            .send()
-            .await
-            .map_err(aws("EC2 ModifySubnetAttribute"))?;
-        Ok(())
-    }
-
-    pub(super) async fn default_route(&self, table: &str, replace: bool) -> anyhow::Result<()> {
-        let igw = self.id(&Address::single(Kind::InternetGateway))?;
-        if replace {
-            self.c
-                .ec2
-                .replace_route()
-                .route_table_id(table)
-                .destination_cidr_block("0.0.0.0/0")
-                .gateway_id(igw)
-                .send()
-                .await
-                .map_err(aws("EC2 ReplaceRoute"))?;
-        } else {
-            self.c
-                .ec2
-                .create_route()
-                .route_table_id(table)
-                .destination_cidr_block("0.0.0.0/0")
-                .gateway_id(igw)
-                .send()
-                .await
-                .map_err(aws("EC2 CreateRoute"))?;
+/// Flattens AWS permissions into the core's one-peer-per-permission form.
+pub fn permissions(perms: &[IpPermission], roles: &BTreeMap<String, String>) -> Vec<Permission> {
+    let mut out = Vec::new();
+    for p in perms {
+        let proto = match p.ip_protocol() {
+            Some("tcp" | "6") => Proto::Tcp,
+            Some("udp" | "17") => Proto::Udp,
+            Some("icmp" | "1") => Proto::Icmp,
+            _ => Proto::All,
+        };
+        let ports = match (proto.has_ports(), p.from_port(), p.to_port()) {
+            (true, Some(from), Some(to)) => Some(PortRange {
+                from: u16::try_from(from).unwrap_or(0),
+                to: u16::try_from(to).unwrap_or(u16::MAX),
+            }),
+            _ => None,
+        };
+        for r in p.ip_ranges() {
+            let Some(cidr) = r.cidr_ip().and_then(|c| c.parse::<Ipv4Net>().ok()) else {
+                continue;
+            };
+            out.push(Permission {
+                proto,
+                ports,
+                peer: PermissionPeer::Cidr(cidr),
+                description: r.description().map(str::to_owned),
+            });
         }
-        Ok(())
+        for g in p.user_id_group_pairs() {
+            let id = g.group_id().unwrap_or_default();
+            let peer = match roles.get(id) {
+                Some(role) => PermissionPeer::Role(role.clone()),
+                None => PermissionPeer::Group(id.to_owned()),
+            };
+            out.push(Permission {
+                proto,
+                ports,
+                peer,
+                description: g.description().map(str::to_owned),
+            });
+        }
+    }
+    out
+}
+
+impl Applier<'_> {
+    /// A new group has no ingress and AWS's default egress rule.
+    pub(in crate::aws) async fn create_rules(
+        &self,
+        role: &str,
+        ingress: &[Permission],
+        egress: &[Permission],
+    ) -> anyhow::Result<String> {
+        let group = self.id(&Address::new(Kind::SecurityGroup, role))?;
+        let default_egress = [Permission::all_outbound()];
+        self.set_rules(&group, &[], ingress, &default_egress, egress)
+            .await?;
+        Ok(group)
     }
 
-    pub(super) async fn associate(&self, table: &str, subnet: &str) -> anyhow::Result<()> {
-        let subnet_id = self.id(&Address::new(Kind::Subnet, subnet))?;
-        self.c
-            .ec2
-            .associate_route_table()
-            .route_table_id(table)
-            .subnet_id(subnet_id)
-            .send()
+    pub(in crate::aws) async fn revoke_stale(
+        &self,
+        a: &Address,
+        change: &Change,
+    ) -> anyhow::Result<()> {
+        let (
+            Some(Spec::SecurityGroupRules {
+                ingress, egress, ..
+            }),
+            Some(Spec::SecurityGroupRules {
+                ingress: hi,
+                egress: he,
+                ..
+            }),
+        ) = (&change.desired, &change.observed)
+        else {
+            bail!("{a}: revoke needs both rule sets");
+        };
+        let id = change.id.clone().context("rules without a group id")?;
+        // Only revocations here: authorizations may name groups created later, and
+        // a rule whose description changes stays (it is described again later).
+        let kept = |have: &[Permission], want: &[Permission]| -> Vec<Permission> {
+            have.iter()
+                .filter(|h| want.iter().any(|w| w.key() == h.key()))
+                .cloned()
+                .collect()
+        };
+        self.set_rules(&id, hi, &kept(hi, ingress), he, &kept(he, egress))
             .await
-            .map_err(aws("EC2 AssociateRouteTable"))?;
+    }
+
+    /// Everything, egress too: a rule naming another group would keep that group
+    /// from being deleted.
+    pub(in crate::aws) async fn delete_rules(
+        &self,
+        id: &str,
+        change: &Change,
+    ) -> anyhow::Result<()> {
+        if let Some(Spec::SecurityGroupRules {
+            ingress, egress, ..
+        }) = &change.observed
+        {
+            self.set_rules(id, ingress, &[], egress, &[]).await?;
+        }
         Ok(())
     }
 
     /// Makes a group's permissions `want` from `have`, in both directions: revokes
     /// the rules no longer wanted, rewrites the descriptions that changed, and
     /// authorizes the new rules. AWS knows a rule by protocol, ports and peer.
-    pub(super) async fn set_rules(
+    pub(in crate::aws) async fn set_rules(
         &self,
         group: &str,
         have_in: &[Permission],
@@ -183,7 +238,7 @@ impl Applier<'_> {
         }
     }
 
-    pub(super) fn ip_permissions(&self, perms: &[Permission]) -> anyhow::Result<Vec<IpPermission>> {
+    fn ip_permissions(&self, perms: &[Permission]) -> anyhow::Result<Vec<IpPermission>> {
         perms
             .iter()
             .map(|p| {
@@ -236,17 +291,17 @@ enum Direction {
 /// What turns one rule list into another, rules matched by what AWS knows them by
 /// (protocol, ports, peer).
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct RuleDelta {
+struct RuleDelta {
     /// Found but not wanted: revoked.
-    pub stale: Vec<Permission>,
+    stale: Vec<Permission>,
     /// Wanted and found with another description: (as found, as wanted).
-    pub described: (Vec<Permission>, Vec<Permission>),
+    described: (Vec<Permission>, Vec<Permission>),
     /// Wanted but not found: authorized.
-    pub new: Vec<Permission>,
+    new: Vec<Permission>,
 }
 
 impl RuleDelta {
-    pub(super) fn new(have: &[Permission], want: &[Permission]) -> Self {
+    fn new(have: &[Permission], want: &[Permission]) -> Self {
         let find = |list: &[Permission], p: &Permission| -> Option<Permission> {
             list.iter().find(|x| x.key() == p.key()).cloned()
         };

@@ -1,17 +1,124 @@
-//! The capture bucket: private, encrypted, TLS only; emptied before it is deleted.
-//! And the labnet binary in it, which instances fetch with their role.
+//! The capture bucket: private, encrypted, TLS only, tagged as the lab's. Emptied
+//! before it is deleted; a renamed bucket's captures and reports move to the new one
+//! first.
 
-use anyhow::{Context as _, bail};
-use aws_sdk_s3::primitives::ByteStream;
-use labctl_core::Address;
+use anyhow::bail;
 use labctl_core::marks::{CAPTURES_PREFIX, REPORTS_PREFIX, TAG_ADDRESS, TAG_LAB};
+use labctl_core::plan::Found;
+use labctl_core::{Address, Kind, Spec};
 use serde_json::json;
 
-use super::{Applier, GONE, gone};
-use crate::aws::aws;
+use crate::aws::apply::{Applier, GONE, gone};
+use crate::aws::observe::{Expected, found};
+use crate::aws::{Absent, Clients, aws};
+
+/// The lab's buckets: the name it wants, the name `auto` gives this account and
+/// region, and any its role's policy grants (the old name, after a rename). Each is
+/// the lab's only with its tag, or untagged under the `auto` name (a crash between
+/// CreateBucket and PutBucketTagging).
+pub async fn observe(
+    c: &Clients,
+    expected: &Expected<'_>,
+    granted: &[&str],
+) -> anyhow::Result<Vec<Found>> {
+    let listed =
+        c.s3.list_buckets()
+            .send()
+            .await
+            .map_err(aws("S3 ListBuckets"))?;
+    let auto = |n: &str| labctl_core::marks::is_auto_bucket_name(n, expected.lab, &c.region);
+    let mut candidates: Vec<String> = listed
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|n| auto(n) || Some(*n) == expected.bucket || granted.contains(n))
+        .map(str::to_owned)
+        .collect();
+    candidates.sort();
+    candidates.dedup();
+    let mut out = Vec::new();
+    for name in candidates {
+        let tags =
+            c.s3.get_bucket_tagging()
+                .bucket(&name)
+                .send()
+                .await
+                .map_err(aws(format!("S3 GetBucketTagging {name}")))
+                .absent_if(&["NoSuchTagSet", "NoSuchTagSetError"])?
+                .map(|t| t.tag_set().to_vec())
+                .unwrap_or_default();
+        let owned = tags
+            .iter()
+            .any(|t| t.key() == TAG_LAB && t.value() == expected.lab);
+        // Our own deterministic name with no tags at all: a crash between CreateBucket
+        // and PutBucketTagging. It is ours (S3 names are global; only this account and
+        // this lab derive it), so it is adopted and tagged.
+        let crashed = tags.is_empty() && auto(&name);
+        if !owned && !crashed {
+            if Some(name.as_str()) == expected.bucket {
+                bail!(
+                    "bucket {name} already exists but is not owned by lab `{}`; choose another \
+                     `captures.bucket` (labctl never adopts it)",
+                    expected.lab
+                );
+            }
+            continue;
+        }
+        let spec = settings(c, &name, owned).await?;
+        out.push(found(
+            Address::new(Kind::Bucket, "captures"),
+            &name,
+            &name,
+            spec,
+        ));
+        out.extend(super::artifact::observe(c, &name, expected.labnet_key).await?);
+    }
+    Ok(out)
+}
+
+async fn settings(c: &Clients, name: &str, tagged: bool) -> anyhow::Result<Spec> {
+    let private =
+        c.s3.get_public_access_block()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(aws(format!("S3 GetPublicAccessBlock {name}")))
+            .absent_if(&["NoSuchPublicAccessBlockConfiguration"])?
+            .and_then(|out| out.public_access_block_configuration().cloned())
+            .is_some_and(|p| {
+                p.block_public_acls() == Some(true)
+                    && p.ignore_public_acls() == Some(true)
+                    && p.block_public_policy() == Some(true)
+                    && p.restrict_public_buckets() == Some(true)
+            });
+    let encrypted =
+        c.s3.get_bucket_encryption()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(aws(format!("S3 GetBucketEncryption {name}")))
+            .absent_if(&["ServerSideEncryptionConfigurationNotFoundError"])?
+            .and_then(|out| out.server_side_encryption_configuration().cloned())
+            .is_some_and(|c| !c.rules().is_empty());
+    let tls_only =
+        c.s3.get_bucket_policy()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(aws(format!("S3 GetBucketPolicy {name}")))
+            .absent_if(&["NoSuchBucketPolicy"])?
+            .and_then(|out| out.policy().map(str::to_owned))
+            .is_some_and(|p| p.contains("aws:SecureTransport"));
+    Ok(Spec::Bucket {
+        tagged,
+        private,
+        encrypted,
+        tls_only,
+    })
+}
 
 impl Applier<'_> {
-    pub(super) async fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
+    pub(in crate::aws) async fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
         let mut req = self.c.s3.create_bucket().bucket(name);
         // us-east-1 takes no location constraint; every other region requires one.
         if self.c.region != "us-east-1" {
@@ -38,7 +145,11 @@ impl Applier<'_> {
     }
 
     /// Tags, public access block, default encryption and the TLS-only policy.
-    pub(super) async fn bucket_settings(&self, a: &Address, name: &str) -> anyhow::Result<()> {
+    pub(in crate::aws) async fn bucket_settings(
+        &self,
+        a: &Address,
+        name: &str,
+    ) -> anyhow::Result<()> {
         use aws_sdk_s3::types::{
             PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
             ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag as S3Tag, Tagging,
@@ -114,62 +225,18 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Uploads the local labnet binary under its content-addressed key. S3 checks the
-    /// SHA-256 it is sent, so a file that changed since the plan is refused.
-    pub(super) async fn upload_artifact(
-        &self,
-        a: &Address,
-        bucket: &str,
-        key: &str,
-        sha256: &str,
-    ) -> anyhow::Result<()> {
-        let Some(path) = self.inputs.labnet else {
-            bail!("{a}: no local labnet binary to upload");
-        };
-        let digest = hex_bytes(sha256).with_context(|| format!("{a}: bad SHA-256 {sha256}"))?;
-        let body = ByteStream::from_path(path)
-            .await
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        self.c
-            .s3
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(body)
-            .content_type("application/octet-stream")
-            .checksum_sha256(aws_smithy_types::base64::encode(digest))
-            .send()
-            .await
-            .map_err(aws(format!("S3 PutObject {key}")))?;
-        Ok(())
-    }
-
-    pub(super) async fn delete_artifact(&self, bucket: &str, key: &str) -> anyhow::Result<()> {
-        gone(
-            self.c
-                .s3
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(aws(format!("S3 DeleteObject {key}"))),
-        )?;
-        Ok(())
-    }
-
     /// Copies what instances wrote (`captures/`, `reports/`) from the bucket `from`
     /// to `to`, then proves it arrived: every key is there, with the same size and
     /// the same SHA-256 (S3's stored checksum) or, for an object stored without one,
     /// the same MD5 ETag. A key `to` already holds is newer and is kept.
-    pub(super) async fn carry_over(&self, from: &str, to: &str) -> anyhow::Result<()> {
+    pub(in crate::aws) async fn carry_over(&self, from: &str, to: &str) -> anyhow::Result<()> {
         use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
         let s3 = &self.c.s3;
         let mut copied = 0;
         for prefix in CARRIED_PREFIXES {
             let source = self.objects(from, prefix).await?;
             let present = self.objects(to, prefix).await?;
-            for (key, _) in &source {
+            for key in source.keys() {
                 if present.contains_key(key) {
                     continue;
                 }
@@ -250,7 +317,7 @@ impl Applier<'_> {
         Ok(out)
     }
 
-    pub(super) async fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
+    pub(in crate::aws) async fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         let s3 = &self.c.s3;
         let mut objects = s3.list_objects_v2().bucket(name).into_paginator().send();
@@ -306,15 +373,4 @@ fn copy_source(bucket: &str, key: &str) -> String {
         "{bucket}/{}",
         percent_encoding::utf8_percent_encode(key, KEEP)
     )
-}
-
-/// Lowercase or uppercase hex as bytes; `None` for anything else.
-pub(crate) fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
 }

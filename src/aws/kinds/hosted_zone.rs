@@ -1,0 +1,169 @@
+//! The lab's private hosted zone, associated with its VPC. It is marked as the lab's
+//! by its caller reference from the create call on, and by tags right after.
+
+use anyhow::Context as _;
+use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
+use labctl_core::marks::caller_reference_prefix;
+use labctl_core::plan::Found;
+use labctl_core::{Address, Kind, Spec};
+use std::collections::BTreeMap;
+
+use crate::aws::apply::{Applier, gone};
+use crate::aws::observe::found;
+use crate::aws::{Clients, aws};
+
+/// The lab's zones, each with its records. `vpc_id` is the lab's VPC; `private_ips`
+/// maps instance addresses to instance names, to read records back.
+pub async fn observe(
+    c: &Clients,
+    lab: &str,
+    vpc_id: &Option<String>,
+    private_ips: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<Found>> {
+    let prefix = caller_reference_prefix(lab);
+    let mut zones = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let page = c
+            .route53
+            .list_hosted_zones()
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(aws("Route53 ListHostedZones"))?;
+        zones.extend(
+            page.hosted_zones()
+                .iter()
+                .filter(|z| z.caller_reference().starts_with(&prefix))
+                .cloned(),
+        );
+        match page.next_marker() {
+            Some(m) if page.is_truncated() => marker = Some(m.to_owned()),
+            _ => break,
+        }
+    }
+    let mut out = Vec::new();
+    for z in zones {
+        let id = z.id().trim_start_matches("/hostedzone/").to_owned();
+        let zone = z.name().trim_end_matches('.').to_owned();
+        let detail = c
+            .route53
+            .get_hosted_zone()
+            .id(&id)
+            .send()
+            .await
+            .map_err(aws(format!("Route53 GetHostedZone {id}")))?;
+        let vpc_associated = vpc_id
+            .as_deref()
+            .is_some_and(|v| detail.vpcs().iter().any(|x| x.vpc_id() == Some(v)));
+        out.push(found(
+            Address::single(Kind::HostedZone),
+            &id,
+            &zone,
+            Spec::HostedZone {
+                zone: zone.clone(),
+                vpc_associated,
+            },
+        ));
+        out.extend(super::dns_record::observe(c, &id, &zone, private_ips).await?);
+    }
+    Ok(out)
+}
+
+impl Applier<'_> {
+    pub(in crate::aws) async fn create_zone(
+        &self,
+        a: &Address,
+        zone: &str,
+    ) -> anyhow::Result<String> {
+        use aws_sdk_route53::types::{
+            HostedZoneConfig, Tag as R53Tag, TagResourceType, Vpc, VpcRegion,
+        };
+        let vpc = self.id(&Address::single(Kind::Vpc))?;
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default();
+        // The caller reference marks the zone as the lab's from the create call on.
+        let reference = format!("{}{millis}", caller_reference_prefix(self.inputs.lab));
+        let out = self
+            .c
+            .route53
+            .create_hosted_zone()
+            .name(zone)
+            .caller_reference(reference)
+            .vpc(
+                Vpc::builder()
+                    .vpc_id(vpc)
+                    .vpc_region(VpcRegion::from(self.c.region.as_str()))
+                    .build(),
+            )
+            .hosted_zone_config(
+                HostedZoneConfig::builder()
+                    .comment(format!("labctl lab {}", self.inputs.lab))
+                    .private_zone(true)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(aws("Route53 CreateHostedZone"))?;
+        let id = out
+            .hosted_zone()
+            .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
+            .context("CreateHostedZone returned no zone")?;
+        self.c
+            .route53
+            .change_tags_for_resource()
+            .resource_type(TagResourceType::Hostedzone)
+            .resource_id(&id)
+            .add_tags(
+                R53Tag::builder()
+                    .key(TAG_LAB)
+                    .value(self.inputs.lab)
+                    .build(),
+            )
+            .add_tags(
+                R53Tag::builder()
+                    .key(TAG_ADDRESS)
+                    .value(a.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(aws("Route53 ChangeTagsForResource"))?;
+        Ok(id)
+    }
+
+    /// Associates the zone with the lab's VPC.
+    pub(in crate::aws) async fn associate_zone(&self, id: &str) -> anyhow::Result<()> {
+        use aws_sdk_route53::types::{Vpc, VpcRegion};
+        let vpc = self.id(&Address::single(Kind::Vpc))?;
+        self.c
+            .route53
+            .associate_vpc_with_hosted_zone()
+            .hosted_zone_id(id)
+            .vpc(
+                Vpc::builder()
+                    .vpc_id(vpc)
+                    .vpc_region(VpcRegion::from(self.c.region.as_str()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(aws("Route53 AssociateVPCWithHostedZone"))?;
+        Ok(())
+    }
+
+    pub(in crate::aws) async fn delete_zone(&self, id: &str) -> anyhow::Result<()> {
+        gone(
+            self.c
+                .route53
+                .delete_hosted_zone()
+                .id(id)
+                .send()
+                .await
+                .map_err(aws("Route53 DeleteHostedZone")),
+        )?;
+        Ok(())
+    }
+}

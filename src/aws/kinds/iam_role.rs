@@ -1,0 +1,290 @@
+//! The instances' IAM role: assumed by EC2 only, the managed policies the topology
+//! names, and an inline policy for exactly what instances do with the lab's bucket.
+//! It lives on the lab's IAM path, which marks it as the lab's.
+
+use anyhow::bail;
+use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
+use labctl_core::marks::{INLINE_POLICY, LABNET_KEY_PREFIX, iam_path};
+use labctl_core::plan::{Change, Found};
+use labctl_core::{Address, Kind, Spec};
+use serde_json::json;
+
+use crate::aws::apply::{Applier, gone, gone_or_exists, iam_tag};
+use crate::aws::observe::{Expected, found};
+use crate::aws::{Absent, Clients, aws};
+
+/// The lab's roles (on its path) with their policies; a role of the wanted name
+/// elsewhere is a clash, reported with its ARN.
+pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec<Found>> {
+    let path = iam_path(expected.lab, &c.region);
+    let roles = c
+        .iam
+        .list_roles()
+        .path_prefix(&path)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(aws("IAM ListRoles"))?;
+    // Ownership is checked here, not left to the server's filter: some endpoints
+    // ignore PathPrefix and list everything.
+    let roles: Vec<_> = roles.into_iter().filter(|r| r.path() == path).collect();
+    let mut out = Vec::new();
+    for role in &roles {
+        let name = role.role_name();
+        let mut managed: Vec<String> = c
+            .iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws(format!("IAM ListAttachedRolePolicies {name}")))?
+            .iter()
+            .filter_map(|p| p.policy_arn().map(str::to_owned))
+            .collect();
+        managed.sort();
+        let inline = c
+            .iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(INLINE_POLICY)
+            .send()
+            .await
+            .map_err(aws(format!("IAM GetRolePolicy {name}")))
+            .absent_if(&["NoSuchEntity"])?
+            .map(|p| p.policy_document().to_owned());
+        let spec = Spec::IamRole {
+            managed_policies: managed,
+            inline_policy_bucket: inline.and_then(|doc| bucket_of_policy(&doc)),
+        };
+        out.push(found(Address::single(Kind::IamRole), name, name, spec));
+    }
+    // A role of the expected name outside the lab's path belongs to someone else.
+    if let Some(name) = expected.iam_role
+        && !roles.iter().any(|r| r.role_name() == name)
+    {
+        let found = c
+            .iam
+            .get_role()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(aws(format!("IAM GetRole {name}")))
+            .absent_if(&["NoSuchEntity"])?;
+        if let Some(found) = found {
+            let arn = found.role().map(|r| r.arn()).unwrap_or(name);
+            bail!(
+                "IAM role {name} already exists ({arn}) but is not owned by lab `{}`; \
+                 rename the lab or the role in the topology (labctl never adopts it)",
+                expected.lab
+            );
+        }
+    }
+    Ok(out)
+}
+
+impl Applier<'_> {
+    pub(in crate::aws) async fn create_role(
+        &self,
+        a: &Address,
+        name: &str,
+        managed: &[String],
+        bucket: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let trust = json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": { "Service": "ec2.amazonaws.com" },
+                "Action": "sts:AssumeRole"
+            }]
+        });
+        gone_or_exists(
+            self.c
+                .iam
+                .create_role()
+                .role_name(name)
+                .path(iam_path(self.inputs.lab, &self.c.region))
+                .assume_role_policy_document(trust.to_string())
+                .description(format!("Instances of labctl lab {}", self.inputs.lab))
+                .tags(iam_tag(TAG_LAB, self.inputs.lab))
+                .tags(iam_tag(TAG_ADDRESS, &a.to_string()))
+                .send()
+                .await
+                .map_err(aws("IAM CreateRole")),
+        )?;
+        self.role_policies(name, &[], managed, None, bucket).await
+    }
+
+    pub(in crate::aws) async fn role_policies(
+        &self,
+        role: &str,
+        have: &[String],
+        want: &[String],
+        have_bucket: Option<&str>,
+        want_bucket: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let iam = &self.c.iam;
+        for arn in want.iter().filter(|p| !have.contains(p)) {
+            iam.attach_role_policy()
+                .role_name(role)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(aws(format!("IAM AttachRolePolicy {arn}")))?;
+        }
+        for arn in have.iter().filter(|p| !want.contains(p)) {
+            gone(
+                iam.detach_role_policy()
+                    .role_name(role)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map_err(aws(format!("IAM DetachRolePolicy {arn}"))),
+            )?;
+        }
+        if have_bucket != want_bucket {
+            match want_bucket {
+                Some(bucket) => {
+                    iam.put_role_policy()
+                        .role_name(role)
+                        .policy_name(INLINE_POLICY)
+                        .policy_document(bucket_policy(bucket).to_string())
+                        .send()
+                        .await
+                        .map_err(aws("IAM PutRolePolicy"))?;
+                }
+                None => {
+                    gone(
+                        iam.delete_role_policy()
+                            .role_name(role)
+                            .policy_name(INLINE_POLICY)
+                            .send()
+                            .await
+                            .map_err(aws("IAM DeleteRolePolicy")),
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Its policies first (managed, then every inline one), then the role.
+    pub(in crate::aws) async fn delete_role(
+        &self,
+        id: &str,
+        change: &Change,
+    ) -> anyhow::Result<()> {
+        let iam = &self.c.iam;
+        if let Some(Spec::IamRole {
+            managed_policies, ..
+        }) = &change.observed
+        {
+            for arn in managed_policies {
+                gone(
+                    iam.detach_role_policy()
+                        .role_name(id)
+                        .policy_arn(arn)
+                        .send()
+                        .await
+                        .map_err(aws("IAM DetachRolePolicy")),
+                )?;
+            }
+        }
+        let inline = iam
+            .list_role_policies()
+            .role_name(id)
+            .send()
+            .await
+            .map_err(aws("IAM ListRolePolicies"));
+        if let Ok(inline) = inline {
+            for policy in inline.policy_names() {
+                gone(
+                    iam.delete_role_policy()
+                        .role_name(id)
+                        .policy_name(policy)
+                        .send()
+                        .await
+                        .map_err(aws("IAM DeleteRolePolicy")),
+                )?;
+            }
+        }
+        gone(
+            iam.delete_role()
+                .role_name(id)
+                .send()
+                .await
+                .map_err(aws("IAM DeleteRole")),
+        )?;
+        Ok(())
+    }
+}
+
+/// The inline policy: exactly what the bootstrap and the capture helper do with the
+/// lab's bucket. Read the labnet binaries; write readiness reports and captures.
+/// Nothing else: no listing, no reading another instance's captures, no deleting.
+pub fn bucket_policy(bucket: &str) -> serde_json::Value {
+    let arn = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadLabnet",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": arn(LABNET_KEY_PREFIX)
+            },
+            {
+                "Sid": "WriteReportsAndCaptures",
+                "Effect": "Allow",
+                "Action": "s3:PutObject",
+                "Resource": [arn("reports/"), arn("captures/")]
+            }
+        ]
+    })
+}
+
+/// The bucket an inline policy document grants, if it is exactly labctl's policy.
+/// IAM returns documents URL-encoded.
+pub fn bucket_of_policy(document: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(document)
+        .decode_utf8()
+        .ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&decoded).ok()?;
+    let resource = doc["Statement"][0]["Resource"].as_str()?;
+    let bucket = resource
+        .strip_prefix("arn:aws:s3:::")?
+        .strip_suffix(&format!("/{LABNET_KEY_PREFIX}*"))?;
+    (doc == bucket_policy(bucket)).then(|| bucket.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_policy_round_trips_through_iams_encoding() {
+        let doc = bucket_policy("netlab-captures-1-eu-north-1").to_string();
+        let encoded =
+            percent_encoding::utf8_percent_encode(&doc, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        assert_eq!(
+            bucket_of_policy(&encoded).as_deref(),
+            Some("netlab-captures-1-eu-north-1")
+        );
+        assert_eq!(
+            bucket_of_policy(&doc).as_deref(),
+            Some("netlab-captures-1-eu-north-1")
+        );
+        let widened = doc.replace("s3:PutObject", "s3:*");
+        assert_eq!(
+            bucket_of_policy(&widened),
+            None,
+            "a changed policy is not ours"
+        );
+    }
+}

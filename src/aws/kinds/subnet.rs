@@ -1,0 +1,89 @@
+//! A subnet: its CIDR, and whether instances launched in it get a public IPv4.
+
+use anyhow::Context as _;
+use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
+use ipnet::Ipv4Net;
+use labctl_core::plan::Found;
+use labctl_core::{Address, Kind, Spec};
+
+use crate::aws::apply::Applier;
+use crate::aws::aws;
+use crate::aws::observe::{address_of, found, tag};
+use crate::aws::wait::Backoff;
+
+pub fn observe(s: &aws_sdk_ec2::types::Subnet) -> Found {
+    let id = s.subnet_id().unwrap_or_default();
+    let spec = Spec::Subnet {
+        cidr: s
+            .cidr_block()
+            .unwrap_or("0.0.0.0/0")
+            .parse()
+            .unwrap_or_default(),
+        public: s.map_public_ip_on_launch().unwrap_or(false),
+    };
+    let name = tag(s.tags(), "Name").unwrap_or(id);
+    found(address_of(s.tags(), Kind::Subnet), id, name, spec)
+}
+
+impl Applier<'_> {
+    pub(in crate::aws) async fn create_subnet(
+        &self,
+        a: &Address,
+        name: &str,
+        cidr: Ipv4Net,
+        public: bool,
+    ) -> anyhow::Result<String> {
+        let vpc = self.id(&Address::single(Kind::Vpc))?;
+        let out = self
+            .c
+            .ec2
+            .create_subnet()
+            .vpc_id(vpc)
+            .cidr_block(cidr.to_string())
+            .tag_specifications(self.tag_spec(ResourceType::Subnet, a, name, vec![]))
+            .send()
+            .await
+            .map_err(aws("EC2 CreateSubnet"))?;
+        let id = out
+            .subnet()
+            .and_then(|s| s.subnet_id())
+            .context("CreateSubnet returned no id")?
+            .to_owned();
+        if public {
+            self.subnet_public(&id, true).await?;
+        }
+        Ok(id)
+    }
+
+    pub(in crate::aws) async fn subnet_public(
+        &self,
+        subnet: &str,
+        public: bool,
+    ) -> anyhow::Result<()> {
+        let value = AttributeBooleanValue::builder().value(public).build();
+        self.c
+            .ec2
+            .modify_subnet_attribute()
+            .subnet_id(subnet)
+            .map_public_ip_on_launch(value)
+            .send()
+            .await
+            .map_err(aws("EC2 ModifySubnetAttribute"))?;
+        Ok(())
+    }
+
+    /// Waits out network interfaces of terminating instances.
+    pub(in crate::aws) async fn delete_subnet(&self, id: &str) -> anyhow::Result<()> {
+        self.delete_when_free(Backoff::DEPENDENCIES, &["DependencyViolation"], || async {
+            self.c
+                .ec2
+                .delete_subnet()
+                .subnet_id(id)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(aws("EC2 DeleteSubnet"))
+        })
+        .await
+    }
+}
