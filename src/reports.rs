@@ -17,7 +17,7 @@ use crate::printer::Printer;
 
 /// The key an instance's report is written under.
 pub fn key(instance: &str) -> String {
-    format!("reports/{instance}.json")
+    format!("{}{instance}.json", labctl_core::marks::REPORTS_PREFIX)
 }
 
 /// One instance's report, as `cloud-init/bootstrap.sh` writes it.

@@ -34,7 +34,7 @@ use crate::lab::{Lab, Labnet};
 use crate::printer::Printer;
 
 /// Where the capture helper puts files: `captures/<instance>/<file>`.
-const PREFIX: &str = "captures/";
+const PREFIX: &str = labctl_core::marks::CAPTURES_PREFIX;
 
 /// One capture in the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -218,9 +218,6 @@ pub struct Change {
     /// The state found (update, replace, delete).
     #[serde(skip)]
     pub observed: Option<Spec>,
-    /// The AWS name found (update, replace, delete).
-    #[serde(skip)]
-    pub observed_name: Option<String>,
     /// What else was read about the existing resource: a deletion uses its own.
     #[serde(skip)]
     pub observation: Observation,
@@ -320,7 +317,6 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Plan {
                 reason: None,
                 desired: Some(want.spec.clone()),
                 observed: None,
-                observed_name: None,
                 observation: Observation::Plain,
             });
             continue;
@@ -367,7 +363,6 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Plan {
                 .map(|_| "duplicate of a resource the lab already has".to_owned()),
             desired: None,
             observed: Some(have.spec.clone()),
-            observed_name: Some(have.name.clone()),
             observation: have.observation.clone(),
         })
         .collect();
@@ -404,7 +399,6 @@ fn existing(
         reason,
         desired: Some(want.spec.clone()),
         observed: Some(have.spec.clone()),
-        observed_name: Some(have.name.clone()),
         observation: have.observation.clone(),
     }
 }

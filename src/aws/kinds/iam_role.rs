@@ -4,7 +4,9 @@
 
 use anyhow::bail;
 use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
-use labctl_core::marks::{INLINE_POLICY, LABNET_KEY_PREFIX, iam_path};
+use labctl_core::marks::{
+    CAPTURES_PREFIX, INLINE_POLICY, LABNET_KEY_PREFIX, REPORTS_PREFIX, iam_path,
+};
 use labctl_core::plan::{Change, Found};
 use labctl_core::{Address, Kind, Spec};
 use serde_json::json;
@@ -242,7 +244,7 @@ pub fn bucket_policy(bucket: &str) -> serde_json::Value {
                 "Sid": "WriteReportsAndCaptures",
                 "Effect": "Allow",
                 "Action": "s3:PutObject",
-                "Resource": [arn("reports/"), arn("captures/")]
+                "Resource": [arn(REPORTS_PREFIX), arn(CAPTURES_PREFIX)]
             }
         ]
     })
