@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::{Context as _, anyhow};
 use labctl_core::plan::{self, Action, Observed, Plan};
-use labctl_core::topology::{Image, Peer};
+use labctl_core::topology::{BucketName, Image, Peer};
 use labctl_core::{Context, Desired, Kind, Spec, Topology, cost, expand};
 
 use crate::artifact::{self, LocalBinary};
@@ -31,12 +31,16 @@ pub struct Lab {
     pub labnet: Option<LocalBinary>,
 }
 
-/// Whether a command needs the labnet binary: only what plans or applies a launch
-/// does; taking a lab down or reading its status never builds anything.
+/// What a command pays for before it can start. Only planning (`plan`, `up`) needs
+/// the labnet binary (its digest is in the user-data) and the caller's public address
+/// (`my-ip` rules); taking a lab down, reading its status or reaching its instances
+/// builds nothing and looks nothing up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Labnet {
-    Resolve,
-    Skip,
+pub enum Needs {
+    /// The whole desired state: the labnet build and the `my-ip` lookup.
+    Plan,
+    /// Only what the lab is called and what it owns.
+    Read,
 }
 
 impl Lab {
@@ -44,12 +48,12 @@ impl Lab {
     pub async fn prepare(
         global: &GlobalArgs,
         printer: &Printer,
-        labnet: Labnet,
+        needs: Needs,
     ) -> anyhow::Result<Self> {
         let topology = topology_file::load(&global.file, printer)?;
-        let labnet = match labnet {
-            Labnet::Resolve => artifact::resolve(&topology, &global.file, printer)?,
-            Labnet::Skip => None,
+        let labnet = match needs {
+            Needs::Plan => artifact::resolve(&topology, &global.file, printer)?,
+            Needs::Read => None,
         };
         let region = topology.region.as_ref().map(|r| r.value.as_str());
         let session = aws::connect(global, region).await?;
@@ -62,7 +66,10 @@ impl Lab {
             .await
             .map_err(|e| anyhow!(explain(&sts_name, &e)))?;
         let account = identity.account().map(str::to_owned);
-        let my_ip = my_ip(&topology, global.my_ip).await?;
+        let my_ip = match needs {
+            Needs::Plan => my_ip(&topology, global.my_ip).await?,
+            Needs::Read => None,
+        };
         let ctx = Context {
             account,
             region: Some(clients.region.clone()),
@@ -95,6 +102,7 @@ impl Lab {
                 lab: &self.desired.lab,
                 iam_role: name_of(Kind::IamRole),
                 bucket: name_of(Kind::Bucket),
+                bucket_is_auto: self.topology.captures.bucket.value == BucketName::Auto,
                 labnet_key: name_of(Kind::Artifact),
             },
         )

@@ -11,10 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SERVICE: &str = "checkip.amazonaws.com";
 
+/// Overrides where the address is asked (`host:port`), for a proxy or a test.
+pub const ENV_SERVICE: &str = "LABCTL_CHECKIP_ADDRESS";
+
 /// Looks the address up, within a few seconds.
 pub async fn lookup() -> anyhow::Result<Ipv4Addr> {
+    let address = std::env::var(ENV_SERVICE).unwrap_or_else(|_| format!("{SERVICE}:80"));
     let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect((SERVICE, 80)).await?;
+        let mut stream = tokio::net::TcpStream::connect(address.as_str()).await?;
         let request = format!("GET / HTTP/1.0\r\nHost: {SERVICE}\r\nUser-Agent: labctl\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut response = String::new();
@@ -25,7 +29,7 @@ pub async fn lookup() -> anyhow::Result<Ipv4Addr> {
         .await
         .map_err(|_| anyhow!("timed out"))
         .and_then(|r| r)
-        .with_context(|| format!("cannot look up your public IPv4 address at {SERVICE} (a rule uses `my-ip`); pass --my-ip or set LABCTL_MY_IP"))?;
+        .with_context(|| format!("cannot look up your public IPv4 address at {address} (a rule uses `my-ip`); pass --my-ip or set LABCTL_MY_IP"))?;
     parse(&response)
 }
 

@@ -275,15 +275,6 @@ pub(in crate::aws) fn iam_tag(key: &str, value: &str) -> aws_sdk_iam::types::Tag
         .expect("key and value are set")
 }
 
-/// Treats "already exists" as success: a retried or crashed run created it.
-pub(in crate::aws) fn gone_or_exists<T>(result: Result<T, AwsError>) -> Result<(), AwsError> {
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.is(&["EntityAlreadyExists"]) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// The kinds' calls, one arm per kind: a kind without its arm does not compile.
 impl Applier<'_> {
     async fn create(&self, a: &Address, name: &str, spec: &Spec) -> anyhow::Result<String> {

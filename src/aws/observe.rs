@@ -36,6 +36,8 @@ pub struct Expected<'a> {
     pub iam_role: Option<&'a str>,
     /// Capture bucket name from the topology, if known.
     pub bucket: Option<&'a str>,
+    /// Whether that name is the `auto` one, which only this account and lab derive.
+    pub bucket_is_auto: bool,
     /// Key of the labnet binary the topology wants in the bucket, if any.
     pub labnet_key: Option<&'a str>,
 }
@@ -94,7 +96,7 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Obs
     let (ec2, (iam, buckets)) = tokio::try_join!(observe_ec2(c, lab), async {
         let (mut iam, profiles) = tokio::try_join!(
             iam_role::observe(c, expected),
-            instance_profile::observe(c, lab)
+            instance_profile::observe(c, lab, expected.iam_role)
         )?;
         let granted: Vec<&str> = iam
             .iter()

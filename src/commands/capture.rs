@@ -13,7 +13,7 @@ use anyhow::bail;
 
 use crate::cli::{CaptureArgs, GlobalArgs};
 use crate::commands::exec::{run_line, shell_line};
-use crate::lab::{Lab, Labnet};
+use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
 use crate::targets;
 
@@ -35,7 +35,7 @@ pub async fn run(
             args.label
         );
     }
-    let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
+    let lab = Lab::prepare(global, printer, Needs::Read).await?;
     let targets = targets::resolve(&lab, &args.target).await?;
     targets::require_online(&lab.clients, &targets).await?;
     let line = shell_line(&command(args));

@@ -8,7 +8,7 @@ use labctl_core::plan::{self, schedule};
 use super::{confirm, guard_captures};
 use crate::aws::apply::{self, Inputs};
 use crate::cli::{DownArgs, GlobalArgs};
-use crate::lab::{Lab, Labnet};
+use crate::lab::{Lab, Needs};
 use crate::printer::{Printer, StepProgress};
 
 pub async fn run(
@@ -16,7 +16,7 @@ pub async fn run(
     args: &DownArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
+    let lab = Lab::prepare(global, printer, Needs::Read).await?;
     let (observed, plan, nothing) = lab.teardown().await?;
     if plan.is_empty() {
         printer.success(&format!(

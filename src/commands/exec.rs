@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::aws::wait::{self, Backoff};
 use crate::aws::{AwsError, Clients, aws};
 use crate::cli::{ExecArgs, GlobalArgs};
-use crate::lab::{Lab, Labnet};
+use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
 use crate::targets::{self, Target};
 
@@ -35,7 +35,7 @@ pub async fn run(
     args: &ExecArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
+    let lab = Lab::prepare(global, printer, Needs::Read).await?;
     let targets = targets::resolve(&lab, &args.target).await?;
     targets::require_online(&lab.clients, &targets).await?;
     let line = shell_line(&args.command);

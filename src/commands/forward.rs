@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::cli::{ForwardArgs, GlobalArgs};
-use crate::lab::{Lab, Labnet};
+use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
 use crate::{session, targets};
 
@@ -27,7 +27,7 @@ pub async fn run(
     args: &ForwardArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
+    let lab = Lab::prepare(global, printer, Needs::Read).await?;
     let target = targets::require_single(targets::resolve(&lab, &args.instance).await?)?;
     targets::require_online(&lab.clients, std::slice::from_ref(&target)).await?;
     let listener = TcpListener::bind(("127.0.0.1", args.local_port.unwrap_or(0)))

@@ -30,7 +30,7 @@ use tokio::io::AsyncWriteExt as _;
 use crate::aws::apply::hex_bytes;
 use crate::aws::{AwsError, Clients, aws};
 use crate::cli::{GlobalArgs, PcapFetchArgs};
-use crate::lab::{Lab, Labnet};
+use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
 
 /// Where the capture helper puts files: `captures/<instance>/<file>`.
@@ -73,7 +73,7 @@ pub async fn run(
     args: &PcapFetchArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
+    let lab = Lab::prepare(global, printer, Needs::Read).await?;
     let known: Vec<&str> = lab.desired.user_data.keys().map(String::as_str).collect();
     let instances: Vec<String> = args
         .instances

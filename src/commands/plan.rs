@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::cli::{GlobalArgs, PlanArgs};
-use crate::lab::{Lab, Labnet};
+use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
 
 pub async fn run(
@@ -11,7 +11,7 @@ pub async fn run(
     args: &PlanArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer, Labnet::Resolve).await?;
+    let lab = Lab::prepare(global, printer, Needs::Plan).await?;
     let (_, plan) = lab.plan().await?;
     // Resolving images now surfaces a missing AMI before `up`, not halfway through it.
     let images = lab.images_for(&plan).await?;

@@ -12,7 +12,7 @@ use labctl_ssm::channel::Event;
 use labctl_ssm::message::{PayloadType, Size};
 
 use crate::cli::{GlobalArgs, SsmShellArgs};
-use crate::lab::{Lab, Labnet};
+use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
 use crate::{session, targets, terminal};
 
@@ -21,7 +21,7 @@ pub async fn run(
     args: &SsmShellArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
+    let lab = Lab::prepare(global, printer, Needs::Read).await?;
     let target = targets::require_single(targets::resolve(&lab, &args.instance).await?)?;
     targets::require_online(&lab.clients, std::slice::from_ref(&target)).await?;
     if args.plugin {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::aws::Clients;
 use crate::cli::{GlobalArgs, StatusArgs};
-use crate::lab::{Lab, Labnet};
+use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
 use crate::reports::{self, Readiness};
 
@@ -21,7 +21,7 @@ pub async fn run(
     args: &StatusArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer, Labnet::Skip).await?;
+    let lab = Lab::prepare(global, printer, Needs::Read).await?;
     let observed = lab.observe().await?;
     let ready = readiness(&lab.clients, &observed).await?;
     print(&lab.desired.lab, &observed, &ready, args.json, printer)?;

@@ -9,7 +9,7 @@ use labctl_core::plan::{self, Action, schedule};
 use super::{confirm, guard_captures, status};
 use crate::aws::apply::{self, Inputs};
 use crate::cli::{GlobalArgs, UpArgs};
-use crate::lab::{Lab, Labnet};
+use crate::lab::{Lab, Needs};
 use crate::printer::{Printer, StepProgress};
 use crate::reports;
 
@@ -18,7 +18,7 @@ pub async fn run(
     args: &UpArgs,
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
-    let lab = Lab::prepare(global, printer, Labnet::Resolve).await?;
+    let lab = Lab::prepare(global, printer, Needs::Plan).await?;
     let (observed, plan) = lab.plan().await?;
     // The state the outputs describe: as found, or as verified after applying.
     let now = if plan.is_empty() {

@@ -13,6 +13,7 @@ mod edits;
 mod exec;
 mod harness;
 mod localstack;
+mod ownership;
 mod pty;
 mod pty_selftest;
 mod real_captures;

@@ -101,7 +101,7 @@ async fn group_id(lab: &str, role: &str) -> String {
 }
 
 /// Everything the lab owns in EC2, IAM, S3 and Route 53, counted independently.
-async fn owned_count(lab: &str) -> usize {
+pub(crate) async fn owned_count(lab: &str) -> usize {
     let config = sdk_config(REGION).await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let f = || lab_filter(lab);

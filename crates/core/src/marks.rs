@@ -32,15 +32,38 @@ pub const CAPTURES_PREFIX: &str = "captures/";
 /// Prefix of the readiness reports instances write.
 pub const REPORTS_PREFIX: &str = "reports/";
 
-/// The IAM path that marks a lab's roles and instance profiles. IAM is global; the
-/// region in the path keeps a same-named lab in another region from adopting them.
+/// The IAM path that marks a lab's roles and instance profiles. IAM is global, and
+/// so is a lab's name: the region in the path tells where the lab lives.
 pub fn iam_path(lab: &str, region: &str) -> String {
     format!("/labctl/{lab}/{region}/")
 }
 
-/// The prefix of the lab's hosted zone caller references.
-pub fn caller_reference_prefix(lab: &str) -> String {
-    format!("labctl:{lab}:")
+/// The region a lab's IAM path names, for a path of that lab (`None` otherwise).
+pub fn iam_path_region<'p>(path: &'p str, lab: &str) -> Option<&'p str> {
+    path.strip_prefix("/labctl/")?
+        .strip_prefix(lab)?
+        .strip_prefix('/')?
+        .strip_suffix('/')
+        .filter(|r| !r.is_empty() && !r.contains('/'))
+}
+
+/// The prefix of the caller references of the lab's hosted zones in `region`.
+pub fn caller_reference_prefix(lab: &str, region: &str) -> String {
+    format!("labctl:{lab}:{region}:")
+}
+
+/// Whether a zone's caller reference marks it as the lab's in `region`. Releases
+/// before regions were in the reference wrote `labctl:<lab>:<millis>`; such a zone is
+/// the lab's if it is associated with a VPC in `region` (`zone_regions`), since it
+/// can never be given the region afterwards.
+pub fn zone_is_labs(reference: &str, lab: &str, region: &str, zone_regions: &[&str]) -> bool {
+    if reference.starts_with(&caller_reference_prefix(lab, region)) {
+        return true;
+    }
+    let legacy = reference
+        .strip_prefix(&format!("labctl:{lab}:"))
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()));
+    legacy && zone_regions.contains(&region)
 }
 
 /// The capture bucket's name when the topology says `auto`: only this account and
@@ -49,13 +72,38 @@ pub fn auto_bucket_name(lab: &str, account: &str, region: &str) -> String {
     format!("{lab}-captures-{account}-{region}")
 }
 
-/// Whether `name` is a bucket name the `auto` rule gives this lab in `region`.
-pub fn is_auto_bucket_name(name: &str, lab: &str, region: &str) -> bool {
-    name.starts_with(&format!("{lab}-captures-")) && name.ends_with(&format!("-{region}"))
-}
-
 /// The object key of a labnet binary: named by its content, so an upload never
 /// overwrites a binary an instance may still be fetching.
 pub fn labnet_key(sha256: &str) -> String {
     format!("{LABNET_KEY_PREFIX}{sha256}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_iam_path_names_its_labs_region() {
+        let path = iam_path("walk1", "eu-north-1");
+        assert_eq!(iam_path_region(&path, "walk1"), Some("eu-north-1"));
+        assert_eq!(iam_path_region(&path, "walk"), None, "another lab's prefix");
+        assert_eq!(iam_path_region("/labctl/walk1/", "walk1"), None);
+        assert_eq!(iam_path_region("/labctl/walk1/a/b/", "walk1"), None);
+        assert_eq!(iam_path_region("/other/walk1/eu-north-1/", "walk1"), None);
+    }
+
+    #[test]
+    fn zones_of_this_and_earlier_releases_are_recognised_by_region() {
+        let here = "eu-north-1";
+        let new = format!("{}1733400000000", caller_reference_prefix("walk1", here));
+        assert!(zone_is_labs(&new, "walk1", here, &[]));
+        assert!(!zone_is_labs(&new, "walk1", "us-east-1", &[here]));
+        assert!(!zone_is_labs(&new, "walk", here, &[here]), "another lab");
+        // Written by the release before: no region in it, so the VPC's region decides.
+        let old = "labctl:walk1:1733400000000";
+        assert!(zone_is_labs(old, "walk1", here, &[here]));
+        assert!(!zone_is_labs(old, "walk1", here, &["us-east-1"]));
+        assert!(!zone_is_labs("labctl:walk1:", "walk1", here, &[here]));
+        assert!(!zone_is_labs("labctl:walk10:1", "walk1", here, &[here]));
+    }
 }

@@ -12,10 +12,10 @@ use crate::aws::apply::{Applier, GONE, gone};
 use crate::aws::observe::{Expected, found};
 use crate::aws::{Absent, Clients, aws};
 
-/// The lab's buckets: the name it wants, the name `auto` gives this account and
-/// region, and any its role's policy grants (the old name, after a rename). Each is
-/// the lab's only with its tag, or untagged under the `auto` name (a crash between
-/// CreateBucket and PutBucketTagging).
+/// The lab's buckets: exactly the name it wants, and the name its role's policy
+/// grants (the old one, after a rename). Each is the lab's only with its tag; an
+/// untagged one is adopted only under the exact `auto` name, which only this account
+/// and lab derive (a crash between CreateBucket and PutBucketTagging).
 pub async fn observe(
     c: &Clients,
     expected: &Expected<'_>,
@@ -26,12 +26,11 @@ pub async fn observe(
             .send()
             .await
             .map_err(aws("S3 ListBuckets"))?;
-    let auto = |n: &str| labctl_core::marks::is_auto_bucket_name(n, expected.lab, &c.region);
     let mut candidates: Vec<String> = listed
         .buckets()
         .iter()
         .filter_map(|b| b.name())
-        .filter(|n| auto(n) || Some(*n) == expected.bucket || granted.contains(n))
+        .filter(|n| Some(*n) == expected.bucket || granted.contains(n))
         .map(str::to_owned)
         .collect();
     candidates.sort();
@@ -53,7 +52,8 @@ pub async fn observe(
         // Our own deterministic name with no tags at all: a crash between CreateBucket
         // and PutBucketTagging. It is ours (S3 names are global; only this account and
         // this lab derive it), so it is adopted and tagged.
-        let crashed = tags.is_empty() && auto(&name);
+        let crashed =
+            tags.is_empty() && expected.bucket_is_auto && Some(name.as_str()) == expected.bucket;
         if !owned && !crashed {
             if Some(name.as_str()) == expected.bucket {
                 bail!(

@@ -3,7 +3,7 @@
 
 use anyhow::Context as _;
 use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
-use labctl_core::marks::caller_reference_prefix;
+use labctl_core::marks::{caller_reference_prefix, zone_is_labs};
 use labctl_core::plan::Found;
 use labctl_core::{Address, Kind, Spec};
 use std::collections::BTreeMap;
@@ -20,7 +20,8 @@ pub async fn observe(
     vpc_id: &Option<String>,
     private_ips: &BTreeMap<String, String>,
 ) -> anyhow::Result<Vec<Found>> {
-    let prefix = caller_reference_prefix(lab);
+    // Any zone of this lab, in any region; which are its own here is decided below.
+    let prefix = format!("labctl:{lab}:");
     let mut zones = Vec::new();
     let mut marker: Option<String> = None;
     loop {
@@ -53,6 +54,15 @@ pub async fn observe(
             .send()
             .await
             .map_err(aws(format!("Route53 GetHostedZone {id}")))?;
+        let regions: Vec<&str> = detail
+            .vpcs()
+            .iter()
+            .filter_map(|v| v.vpc_region())
+            .map(|r| r.as_str())
+            .collect();
+        if !zone_is_labs(z.caller_reference(), lab, &c.region, &regions) {
+            continue;
+        }
         let vpc_associated = vpc_id
             .as_deref()
             .is_some_and(|v| detail.vpcs().iter().any(|x| x.vpc_id() == Some(v)));
@@ -85,7 +95,10 @@ impl Applier<'_> {
             .map(|d| d.as_millis())
             .unwrap_or_default();
         // The caller reference marks the zone as the lab's from the create call on.
-        let reference = format!("{}{millis}", caller_reference_prefix(self.inputs.lab));
+        let reference = format!(
+            "{}{millis}",
+            caller_reference_prefix(self.inputs.lab, &self.c.region)
+        );
         let out = self
             .c
             .route53

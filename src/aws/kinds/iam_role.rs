@@ -11,18 +11,18 @@ use labctl_core::plan::{Change, Found};
 use labctl_core::{Address, Kind, Spec};
 use serde_json::json;
 
-use crate::aws::apply::{Applier, gone, gone_or_exists, iam_tag};
+use crate::aws::apply::{Applier, gone, iam_tag};
 use crate::aws::observe::{Expected, found};
 use crate::aws::{Absent, Clients, aws};
 
 /// The lab's roles (on its path) with their policies; a role of the wanted name
 /// elsewhere is a clash, reported with its ARN.
 pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec<Found>> {
-    let path = iam_path(expected.lab, &c.region);
+    let lab = expected.lab;
     let roles = c
         .iam
         .list_roles()
-        .path_prefix(&path)
+        .path_prefix(format!("/labctl/{lab}/"))
         .into_paginator()
         .items()
         .send()
@@ -31,6 +31,10 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
         .map_err(aws("IAM ListRoles"))?;
     // Ownership is checked here, not left to the server's filter: some endpoints
     // ignore PathPrefix and list everything.
+    for r in &roles {
+        refuse_elsewhere(lab, &c.region, r.path(), "role", r.arn())?;
+    }
+    let path = iam_path(lab, &c.region);
     let roles: Vec<_> = roles.into_iter().filter(|r| r.path() == path).collect();
     let mut out = Vec::new();
     for role in &roles {
@@ -89,6 +93,24 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
     Ok(out)
 }
 
+/// A lab's name is account-wide, as IAM's names are: the lab's IAM path in another
+/// region means the lab lives there, and nothing is done here.
+pub fn refuse_elsewhere(
+    lab: &str,
+    region: &str,
+    path: &str,
+    what: &str,
+    arn: &str,
+) -> anyhow::Result<()> {
+    match labctl_core::marks::iam_path_region(path, lab) {
+        Some(there) if there != region => bail!(
+            "lab `{lab}` exists in {there} ({what} {arn}); a lab's name is account-wide: \
+             choose another name, or --region {there}"
+        ),
+        Some(_) | None => Ok(()),
+    }
+}
+
 impl Applier<'_> {
     pub(in crate::aws) async fn create_role(
         &self,
@@ -105,20 +127,43 @@ impl Applier<'_> {
                 "Action": "sts:AssumeRole"
             }]
         });
-        gone_or_exists(
-            self.c
-                .iam
-                .create_role()
-                .role_name(name)
-                .path(iam_path(self.inputs.lab, &self.c.region))
-                .assume_role_policy_document(trust.to_string())
-                .description(format!("Instances of labctl lab {}", self.inputs.lab))
-                .tags(iam_tag(TAG_LAB, self.inputs.lab))
-                .tags(iam_tag(TAG_ADDRESS, &a.to_string()))
-                .send()
-                .await
-                .map_err(aws("IAM CreateRole")),
-        )?;
+        let path = iam_path(self.inputs.lab, &self.c.region);
+        let created = self
+            .c
+            .iam
+            .create_role()
+            .role_name(name)
+            .path(&path)
+            .assume_role_policy_document(trust.to_string())
+            .description(format!("Instances of labctl lab {}", self.inputs.lab))
+            .tags(iam_tag(TAG_LAB, self.inputs.lab))
+            .tags(iam_tag(TAG_ADDRESS, &a.to_string()))
+            .send()
+            .await
+            .map_err(aws("IAM CreateRole"));
+        match created {
+            Ok(_) => {}
+            // A retried or interrupted run made it; adopted only on the lab's path.
+            Err(e) if e.is(&["EntityAlreadyExists"]) => {
+                let existing = self
+                    .c
+                    .iam
+                    .get_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(aws(format!("IAM GetRole {name}")))?;
+                if let Some(role) = existing.role().filter(|r| r.path() != path) {
+                    bail!(
+                        "IAM role {name} already exists ({}) but is not owned by lab `{}`; \
+                         rename the lab or the role in the topology (labctl never adopts it)",
+                        role.arn(),
+                        self.inputs.lab
+                    );
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.role_policies(name, &[], managed, None, bucket).await
     }
 

@@ -6,28 +6,39 @@ use labctl_core::marks::iam_path;
 use labctl_core::plan::Found;
 use labctl_core::{Address, Kind, Spec};
 
-use crate::aws::apply::{Applier, gone, gone_or_exists, iam_tag};
-use crate::aws::observe::found;
-use crate::aws::wait::{self, Backoff};
-use crate::aws::{Clients, aws};
+use anyhow::bail;
 
-/// The lab's profiles (on its path), each with the role it holds.
-pub async fn observe(c: &Clients, lab: &str) -> anyhow::Result<Vec<Found>> {
-    let path = iam_path(lab, &c.region);
+use super::iam_role::refuse_elsewhere;
+use crate::aws::apply::{Applier, gone, iam_tag};
+use crate::aws::observe::found;
+use crate::aws::{Absent, Clients, aws};
+
+/// The lab's profiles (on its path), each with the role it holds. Like a role, a
+/// profile of the wanted name elsewhere is a clash, reported with its ARN.
+pub async fn observe(c: &Clients, lab: &str, wanted: Option<&str>) -> anyhow::Result<Vec<Found>> {
     let profiles = c
         .iam
         .list_instance_profiles()
-        .path_prefix(&path)
+        .path_prefix(format!("/labctl/{lab}/"))
         .into_paginator()
         .items()
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(aws("IAM ListInstanceProfiles"))?;
-    Ok(profiles
-        .iter()
-        // Checked here too: some endpoints ignore PathPrefix.
-        .filter(|p| p.path() == path)
+    for p in &profiles {
+        refuse_elsewhere(lab, &c.region, p.path(), "instance profile", p.arn())?;
+    }
+    // Checked here too: some endpoints ignore PathPrefix.
+    let path = iam_path(lab, &c.region);
+    let ours: Vec<_> = profiles.iter().filter(|p| p.path() == path).collect();
+    if let Some(name) = wanted
+        && !ours.iter().any(|p| p.instance_profile_name() == name)
+    {
+        stranger(c, lab, name).await?;
+    }
+    Ok(ours
+        .into_iter()
         .map(|p| {
             let name = p.instance_profile_name();
             let role = p
@@ -41,6 +52,30 @@ pub async fn observe(c: &Clients, lab: &str) -> anyhow::Result<Vec<Found>> {
         .collect())
 }
 
+/// Fails if a profile named `name` exists outside the lab's path: it belongs to
+/// someone else, and an instance launched with it would get their role.
+async fn stranger(c: &Clients, lab: &str, name: &str) -> anyhow::Result<()> {
+    let found = c
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+        .map_err(aws(format!("IAM GetInstanceProfile {name}")))
+        .absent_if(&["NoSuchEntity"])?;
+    if let Some(p) = found.as_ref().and_then(|f| f.instance_profile()) {
+        if p.path() == iam_path(lab, &c.region) {
+            return Ok(());
+        }
+        bail!(
+            "instance profile {name} already exists ({}) but is not owned by lab `{lab}`; \
+             rename the lab or the role in the topology (labctl never adopts it)",
+            p.arn()
+        );
+    }
+    Ok(())
+}
+
 impl Applier<'_> {
     pub(in crate::aws) async fn create_profile(
         &self,
@@ -48,20 +83,25 @@ impl Applier<'_> {
         name: &str,
         role: &str,
     ) -> anyhow::Result<String> {
-        let iam = &self.c.iam;
-        wait::retry(Backoff::CONSISTENCY, &["EntityAlreadyExists"], || async {
-            gone_or_exists(
-                iam.create_instance_profile()
-                    .instance_profile_name(name)
-                    .path(iam_path(self.inputs.lab, &self.c.region))
-                    .tags(iam_tag(TAG_LAB, self.inputs.lab))
-                    .tags(iam_tag(TAG_ADDRESS, &a.to_string()))
-                    .send()
-                    .await
-                    .map_err(aws("IAM CreateInstanceProfile")),
-            )
-        })
-        .await?;
+        let created = self
+            .c
+            .iam
+            .create_instance_profile()
+            .instance_profile_name(name)
+            .path(iam_path(self.inputs.lab, &self.c.region))
+            .tags(iam_tag(TAG_LAB, self.inputs.lab))
+            .tags(iam_tag(TAG_ADDRESS, &a.to_string()))
+            .send()
+            .await
+            .map_err(aws("IAM CreateInstanceProfile"));
+        match created {
+            Ok(_) => {}
+            // A retried or interrupted run made it; adopted only with the lab's mark.
+            Err(e) if e.is(&["EntityAlreadyExists"]) => {
+                stranger(self.c, self.inputs.lab, name).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.profile_role(name, None, role).await?;
         Ok(name.to_owned())
     }
