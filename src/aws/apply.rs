@@ -292,6 +292,7 @@ impl Applier<'_> {
             Spec::IamRole {
                 managed_policies,
                 inline_policy_bucket,
+                ..
             } => {
                 self.create_role(a, name, managed_policies, inline_policy_bucket.as_deref())
                     .await?;
@@ -368,25 +369,7 @@ impl Applier<'_> {
                     ..
                 },
             ) => self.set_rules(&id, hi, ingress, he, egress).await,
-            (
-                Spec::IamRole {
-                    managed_policies,
-                    inline_policy_bucket,
-                },
-                Spec::IamRole {
-                    managed_policies: hm,
-                    inline_policy_bucket: hb,
-                },
-            ) => {
-                self.role_policies(
-                    &id,
-                    hm,
-                    managed_policies,
-                    hb.as_deref(),
-                    inline_policy_bucket.as_deref(),
-                )
-                .await
-            }
+            (Spec::IamRole { .. }, Spec::IamRole { .. }) => self.update_role(&id, want, have).await,
             (Spec::InstanceProfile { role }, Spec::InstanceProfile { role: had }) => {
                 self.profile_role(&id, Some(had), role).await
             }

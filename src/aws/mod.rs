@@ -300,3 +300,57 @@ fn innermost(err: &(dyn StdError + 'static)) -> String {
     }
     cur.to_string()
 }
+
+/// Whether a policy document read from AWS says exactly what `wanted` says. IAM
+/// returns documents URL-encoded, and AWS may reorder keys, write a one-element list
+/// as its element, or reorder a list's elements: none of that is a difference.
+pub fn same_document(found: &str, wanted: &serde_json::Value) -> bool {
+    let decoded = percent_encoding::percent_decode_str(found).decode_utf8_lossy();
+    serde_json::from_str::<serde_json::Value>(&decoded)
+        .is_ok_and(|doc| canonical(&doc) == canonical(wanted))
+}
+
+fn canonical(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Array(items) => {
+            let mut items: Vec<Value> = items.iter().map(canonical).collect();
+            items.sort_by_key(ToString::to_string);
+            if items.len() == 1 {
+                items.swap_remove(0)
+            } else {
+                Value::Array(items)
+            }
+        }
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), canonical(v))).collect())
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => v.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_compare_by_meaning_not_by_spelling() {
+        let wanted = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{ "Effect": "Deny", "Action": "s3:*", "Resource": ["a", "b"] }]
+        });
+        let respelled = r#"{"Statement":{"Resource":["b","a"],"Action":["s3:*"],"Effect":"Deny"},"Version":"2012-10-17"}"#;
+        assert!(same_document(respelled, &wanted));
+        let encoded = percent_encoding::utf8_percent_encode(
+            &wanted.to_string(),
+            percent_encoding::NON_ALPHANUMERIC,
+        )
+        .to_string();
+        assert!(same_document(&encoded, &wanted));
+        let widened = respelled.replace("Deny", "Allow");
+        assert!(!same_document(&widened, &wanted));
+        let extra = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:*","Resource":["a","b"]},{"Effect":"Allow","Action":"s3:GetObject","Resource":"a"}]}"#;
+        assert!(!same_document(extra, &wanted));
+        assert!(!same_document("not json", &wanted));
+    }
+}

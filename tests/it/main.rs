@@ -9,6 +9,7 @@ mod captures;
 mod cli;
 mod cloudinit;
 mod double;
+mod drift;
 mod edits;
 mod exec;
 mod harness;

@@ -426,7 +426,8 @@ async fn text_from_aws_that_is_not_ascii_breaks_no_command() {
         assert_eq!(plan.code(), 2, "{}", plan.transcript());
         // Byte 12 of that key falls inside a character.
         assert!(
-            plan.stdout().contains("- artifact/labnet-ab二进制文件-ünïc "),
+            plan.stdout()
+                .contains("- artifact/labnet-ab二进制文件-ünïc "),
             "{}",
             plan.stdout()
         );

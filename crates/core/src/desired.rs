@@ -216,6 +216,10 @@ pub enum PermissionPeer {
     Role(String),
     /// An IPv4 block.
     Cidr(#[serde(serialize_with = "display")] Ipv4Net),
+    /// An IPv6 block (found in AWS only: a file cannot say it).
+    Cidr6(String),
+    /// A managed prefix list (found in AWS only).
+    PrefixList(String),
     /// The caller's address, not yet resolved.
     MyIp,
     /// A security group that is not one of the lab's roles (found in AWS only).
@@ -251,6 +255,8 @@ impl fmt::Display for Permission {
             PermissionPeer::Cidr(c) => write!(f, " {c}")?,
             PermissionPeer::MyIp => write!(f, " my-ip")?,
             PermissionPeer::Group(id) => write!(f, " group:{id}")?,
+            PermissionPeer::Cidr6(c) => write!(f, " {c}")?,
+            PermissionPeer::PrefixList(id) => write!(f, " prefix-list:{id}")?,
         }
         match &self.description {
             Some(d) => write!(f, " {d:?}"),
@@ -312,6 +318,12 @@ pub enum Spec {
         managed_policies: Vec<String>,
         /// The bucket the inline policy grants access to (`None`: no or another policy).
         inline_policy_bucket: Option<String>,
+        /// The trust policy is exactly "EC2 may assume it", compared as a document.
+        trust_ec2_only: bool,
+        /// Inline policies besides labctl's own, sorted (drift: none is wanted).
+        other_inline_policies: Vec<String>,
+        /// A permissions boundary's ARN (drift: none is wanted).
+        permissions_boundary: Option<String>,
     },
     /// Instance profile holding the role.
     InstanceProfile {
@@ -415,8 +427,17 @@ impl Spec {
             Spec::IamRole {
                 managed_policies,
                 inline_policy_bucket,
+                trust_ec2_only,
+                other_inline_policies,
+                permissions_boundary,
             } => vec![
                 aws_name(),
+                Attr::updates("trust_ec2_only", Flag(*trust_ec2_only)),
+                Attr::updates("other_inline_policies", List(other_inline_policies.clone())),
+                Attr::updates(
+                    "permissions_boundary",
+                    permissions_boundary.clone().map_or(Value::Unset, Text),
+                ),
                 Attr::updates("managed_policies", List(managed_policies.clone())),
                 Attr::updates(
                     "inline_policy",
@@ -524,6 +545,8 @@ impl Spec {
                         PermissionPeer::Role(r) if r != role => Some(r),
                         PermissionPeer::Role(_)
                         | PermissionPeer::Cidr(_)
+                        | PermissionPeer::Cidr6(_)
+                        | PermissionPeer::PrefixList(_)
                         | PermissionPeer::MyIp
                         | PermissionPeer::Group(_) => None,
                     })
@@ -796,6 +819,9 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
     let spec = Spec::IamRole {
         managed_policies: policies,
         inline_policy_bucket: Some(bucket.clone()),
+        trust_ec2_only: true,
+        other_inline_policies: Vec::new(),
+        permissions_boundary: None,
     };
     push(Address::single(Kind::IamRole), role_name.clone(), spec);
     let spec = Spec::InstanceProfile {

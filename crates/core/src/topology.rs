@@ -106,18 +106,22 @@ pub enum Proto {
     Icmp,
     /// Every protocol.
     All,
+    /// Another IP protocol, by number. A file cannot say it; it is only found in
+    /// AWS, on a rule someone else added, which `up` then removes.
+    Number(u8),
 }
 
 impl Proto {
     const NAMES: [&'static str; 4] = ["tcp", "udp", "icmp", "all"];
 
-    /// The name used in the file.
+    /// The name used in the file (a protocol number has none).
     pub fn as_str(self) -> &'static str {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
             Proto::Icmp => "icmp",
             Proto::All => "all",
+            Proto::Number(_) => "protocol",
         }
     }
 
@@ -129,7 +133,10 @@ impl Proto {
 
 impl fmt::Display for Proto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            Proto::Number(n) => write!(f, "protocol-{n}"),
+            Proto::Tcp | Proto::Udp | Proto::Icmp | Proto::All => f.write_str(self.as_str()),
+        }
     }
 }
 

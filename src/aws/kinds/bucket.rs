@@ -108,7 +108,7 @@ async fn settings(c: &Clients, name: &str, tagged: bool) -> anyhow::Result<Spec>
             .map_err(aws(format!("S3 GetBucketPolicy {name}")))
             .absent_if(&["NoSuchBucketPolicy"])?
             .and_then(|out| out.policy().map(str::to_owned))
-            .is_some_and(|p| p.contains("aws:SecureTransport"));
+            .is_some_and(|p| crate::aws::same_document(&p, &tls_only_policy(name)));
     Ok(Spec::Bucket {
         tagged,
         private,
@@ -205,20 +205,9 @@ impl Applier<'_> {
             .send()
             .await
             .map_err(aws("S3 PutBucketEncryption"))?;
-        let policy = json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [format!("arn:aws:s3:::{name}"), format!("arn:aws:s3:::{name}/*")],
-                "Condition": { "Bool": { "aws:SecureTransport": "false" } }
-            }]
-        });
         s3.put_bucket_policy()
             .bucket(name)
-            .policy(policy.to_string())
+            .policy(tls_only_policy(name).to_string())
             .send()
             .await
             .map_err(aws("S3 PutBucketPolicy"))?;
@@ -356,6 +345,22 @@ impl Applier<'_> {
         )?;
         Ok(())
     }
+}
+
+/// The bucket's policy, and all of it: nothing reaches the bucket without TLS. It is
+/// compared as a document, so any other statement is drift that `up` removes.
+fn tls_only_policy(name: &str) -> serde_json::Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{name}"), format!("arn:aws:s3:::{name}/*")],
+            "Condition": { "Bool": { "aws:SecureTransport": "false" } }
+        }]
+    })
 }
 
 /// What the lab's instances write to its bucket, which a renamed bucket keeps.

@@ -39,33 +39,69 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
     let mut out = Vec::new();
     for role in &roles {
         let name = role.role_name();
-        let mut managed: Vec<String> = c
-            .iam
-            .list_attached_role_policies()
-            .role_name(name)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(aws(format!("IAM ListAttachedRolePolicies {name}")))?
+        // Everything the plan claims about the role, read at once.
+        let (managed, inline, names, detail) = tokio::try_join!(
+            async {
+                c.iam
+                    .list_attached_role_policies()
+                    .role_name(name)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(aws(format!("IAM ListAttachedRolePolicies {name}")))
+            },
+            async {
+                c.iam
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(INLINE_POLICY)
+                    .send()
+                    .await
+                    .map_err(aws(format!("IAM GetRolePolicy {name}")))
+                    .absent_if(&["NoSuchEntity"])
+            },
+            async {
+                c.iam
+                    .list_role_policies()
+                    .role_name(name)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(aws(format!("IAM ListRolePolicies {name}")))
+            },
+            async {
+                c.iam
+                    .get_role()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(aws(format!("IAM GetRole {name}")))
+            },
+        )?;
+        let mut managed: Vec<String> = managed
             .iter()
             .filter_map(|p| p.policy_arn().map(str::to_owned))
             .collect();
         managed.sort();
-        let inline = c
-            .iam
-            .get_role_policy()
-            .role_name(name)
-            .policy_name(INLINE_POLICY)
-            .send()
-            .await
-            .map_err(aws(format!("IAM GetRolePolicy {name}")))
-            .absent_if(&["NoSuchEntity"])?
-            .map(|p| p.policy_document().to_owned());
+        let mut other_inline: Vec<String> =
+            names.into_iter().filter(|n| n != INLINE_POLICY).collect();
+        other_inline.sort();
+        let detail = detail.role();
         let spec = Spec::IamRole {
             managed_policies: managed,
-            inline_policy_bucket: inline.and_then(|doc| bucket_of_policy(&doc)),
+            inline_policy_bucket: inline.and_then(|p| bucket_of_policy(p.policy_document())),
+            trust_ec2_only: detail
+                .and_then(|r| r.assume_role_policy_document())
+                .is_some_and(|doc| crate::aws::same_document(doc, &trust_policy())),
+            other_inline_policies: other_inline,
+            permissions_boundary: detail
+                .and_then(|r| r.permissions_boundary())
+                .and_then(|b| b.permissions_boundary_arn())
+                .map(str::to_owned),
         };
         out.push(found(Address::single(Kind::IamRole), name, name, spec));
     }
@@ -119,14 +155,7 @@ impl Applier<'_> {
         managed: &[String],
         bucket: Option<&str>,
     ) -> anyhow::Result<()> {
-        let trust = json!({
-            "Version": "2012-10-17",
-            "Statement": [{
-                "Effect": "Allow",
-                "Principal": { "Service": "ec2.amazonaws.com" },
-                "Action": "sts:AssumeRole"
-            }]
-        });
+        let trust = trust_policy();
         let path = iam_path(self.inputs.lab, &self.c.region);
         let created = self
             .c
@@ -220,6 +249,69 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Puts back what was changed behind labctl's back: the trust policy, inline
+    /// policies it did not write, a permissions boundary; then the policies it wants.
+    pub(in crate::aws) async fn update_role(
+        &self,
+        id: &str,
+        want: &Spec,
+        have: &Spec,
+    ) -> anyhow::Result<()> {
+        let (
+            Spec::IamRole {
+                managed_policies,
+                inline_policy_bucket,
+                ..
+            },
+            Spec::IamRole {
+                managed_policies: hm,
+                inline_policy_bucket: hb,
+                trust_ec2_only,
+                other_inline_policies,
+                permissions_boundary,
+            },
+        ) = (want, have)
+        else {
+            bail!("{id}: not a role");
+        };
+        let iam = &self.c.iam;
+        if !trust_ec2_only {
+            iam.update_assume_role_policy()
+                .role_name(id)
+                .policy_document(trust_policy().to_string())
+                .send()
+                .await
+                .map_err(aws("IAM UpdateAssumeRolePolicy"))?;
+        }
+        for policy in other_inline_policies {
+            gone(
+                iam.delete_role_policy()
+                    .role_name(id)
+                    .policy_name(policy)
+                    .send()
+                    .await
+                    .map_err(aws(format!("IAM DeleteRolePolicy {policy}"))),
+            )?;
+        }
+        if permissions_boundary.is_some() {
+            gone(
+                iam.delete_role_permissions_boundary()
+                    .role_name(id)
+                    .send()
+                    .await
+                    .map_err(aws("IAM DeleteRolePermissionsBoundary")),
+            )?;
+        }
+        self.role_policies(
+            id,
+            hm,
+            managed_policies,
+            hb.as_deref(),
+            inline_policy_bucket.as_deref(),
+        )
+        .await
+    }
+
     /// Its policies first (managed, then every inline one), then the role.
     pub(in crate::aws) async fn delete_role(
         &self,
@@ -269,6 +361,18 @@ impl Applier<'_> {
         )?;
         Ok(())
     }
+}
+
+/// Who may assume the role: EC2, and nobody else.
+fn trust_policy() -> serde_json::Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "ec2.amazonaws.com" },
+            "Action": "sts:AssumeRole"
+        }]
+    })
 }
 
 /// The inline policy: exactly what the bootstrap and the capture helper do with the

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context as _, bail};
-use aws_sdk_ec2::types::{IpPermission, IpRange, SecurityGroup, UserIdGroupPair};
+use aws_sdk_ec2::types::{
+    IpPermission, IpRange, Ipv6Range, PrefixListId, SecurityGroup, UserIdGroupPair,
+};
 use ipnet::Ipv4Net;
 use labctl_core::desired::{Permission, PermissionPeer};
 use labctl_core::plan::{Change, Found};
@@ -37,12 +39,7 @@ pub fn observe(g: &SecurityGroup, role: &str, roles: &BTreeMap<String, String>) 
 pub fn permissions(perms: &[IpPermission], roles: &BTreeMap<String, String>) -> Vec<Permission> {
     let mut out = Vec::new();
     for p in perms {
-        let proto = match p.ip_protocol() {
-            Some("tcp" | "6") => Proto::Tcp,
-            Some("udp" | "17") => Proto::Udp,
-            Some("icmp" | "1") => Proto::Icmp,
-            _ => Proto::All,
-        };
+        let proto = proto(p.ip_protocol().unwrap_or("-1"));
         let ports = match (proto.has_ports(), p.from_port(), p.to_port()) {
             (true, Some(from), Some(to)) => Some(PortRange {
                 from: u16::try_from(from).unwrap_or(0),
@@ -50,16 +47,29 @@ pub fn permissions(perms: &[IpPermission], roles: &BTreeMap<String, String>) -> 
             }),
             _ => None,
         };
-        for r in p.ip_ranges() {
-            let Some(cidr) = r.cidr_ip().and_then(|c| c.parse::<Ipv4Net>().ok()) else {
-                continue;
-            };
+        let mut push = |peer, description: Option<&str>| {
             out.push(Permission {
                 proto,
                 ports,
-                peer: PermissionPeer::Cidr(cidr),
-                description: r.description().map(str::to_owned),
+                peer,
+                description: description.map(str::to_owned),
             });
+        };
+        for r in p.ip_ranges() {
+            if let Some(cidr) = r.cidr_ip().and_then(|c| c.parse::<Ipv4Net>().ok()) {
+                push(PermissionPeer::Cidr(cidr), r.description());
+            }
+        }
+        // Nothing in a topology says these: found, they are drift that `up` removes.
+        for r in p.ipv6_ranges() {
+            if let Some(cidr) = r.cidr_ipv6() {
+                push(PermissionPeer::Cidr6(cidr.to_owned()), r.description());
+            }
+        }
+        for l in p.prefix_list_ids() {
+            if let Some(id) = l.prefix_list_id() {
+                push(PermissionPeer::PrefixList(id.to_owned()), l.description());
+            }
         }
         for g in p.user_id_group_pairs() {
             let id = g.group_id().unwrap_or_default();
@@ -67,15 +77,22 @@ pub fn permissions(perms: &[IpPermission], roles: &BTreeMap<String, String>) -> 
                 Some(role) => PermissionPeer::Role(role.clone()),
                 None => PermissionPeer::Group(id.to_owned()),
             };
-            out.push(Permission {
-                proto,
-                ports,
-                peer,
-                description: g.description().map(str::to_owned),
-            });
+            push(peer, g.description());
         }
     }
     out
+}
+
+/// A rule's protocol as EC2 writes it: a name or a number, `-1` for all.
+fn proto(name: &str) -> Proto {
+    match name {
+        "tcp" | "6" => Proto::Tcp,
+        "udp" | "17" => Proto::Udp,
+        "icmp" | "1" => Proto::Icmp,
+        "-1" | "all" => Proto::All,
+        "icmpv6" => Proto::Number(58),
+        other => other.parse().map_or(Proto::All, Proto::Number),
+    }
 }
 
 impl Applier<'_> {
@@ -242,16 +259,20 @@ impl Applier<'_> {
         perms
             .iter()
             .map(|p| {
-                let (proto, from, to) = match p.proto {
+                let (proto, ports) = match p.proto {
                     Proto::Tcp | Proto::Udp => {
                         let ports = p.ports.context("a TCP/UDP permission without ports")?;
-                        (p.proto.as_str(), i32::from(ports.from), i32::from(ports.to))
+                        let range = (i32::from(ports.from), i32::from(ports.to));
+                        (p.proto.as_str().to_owned(), Some(range))
                     }
-                    Proto::Icmp => ("icmp", -1, -1),
-                    Proto::All => ("-1", -1, -1),
+                    Proto::Icmp => ("icmp".to_owned(), Some((-1, -1))),
+                    Proto::All => ("-1".to_owned(), None),
+                    // AWS ignores ports for other protocols; -1 says "all", and
+                    // the emulator the tests use needs them said.
+                    Proto::Number(n) => (n.to_string(), Some((-1, -1))),
                 };
                 let mut b = IpPermission::builder().ip_protocol(proto);
-                if proto != "-1" {
+                if let Some((from, to)) = ports {
                     b = b.from_port(from).to_port(to);
                 }
                 b = match &p.peer {
@@ -270,6 +291,18 @@ impl Applier<'_> {
                     PermissionPeer::Group(id) => b.user_id_group_pairs(
                         UserIdGroupPair::builder()
                             .group_id(id)
+                            .set_description(p.description.clone())
+                            .build(),
+                    ),
+                    PermissionPeer::Cidr6(c) => b.ipv6_ranges(
+                        Ipv6Range::builder()
+                            .cidr_ipv6(c)
+                            .set_description(p.description.clone())
+                            .build(),
+                    ),
+                    PermissionPeer::PrefixList(id) => b.prefix_list_ids(
+                        PrefixListId::builder()
+                            .prefix_list_id(id)
                             .set_description(p.description.clone())
                             .build(),
                     ),
