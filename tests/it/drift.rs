@@ -3,10 +3,9 @@
 //! holding only what the topology says.
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, PrefixListId};
-use labctl_core::desired::TAG_LAB;
 
 use crate::harness::{Sandbox, Teardown, sdk_config, unique_lab};
-use crate::reconcile::{REGION, default_lab};
+use crate::reconcile::{REGION, default_lab, lab_filter};
 
 /// A default lab, up; the test drifts it, then `repair` checks the plan and one `up`.
 fn lab_up(prefix: &str) -> (Sandbox, String) {
@@ -43,12 +42,7 @@ async fn ipv6_ranges_prefix_lists_and_other_protocols_in_a_rule() {
     let ec2 = aws_sdk_ec2::Client::new(&sdk_config(REGION).await);
     let groups = ec2
         .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_LAB}"))
-                .values(&lab)
-                .build(),
-        )
+        .filters(lab_filter(&lab))
         .filters(
             Filter::builder()
                 .name("group-name")
@@ -196,12 +190,7 @@ async fn the_roles_trust_inline_policies_and_boundary() {
 async fn the_bucket_policy_compared_as_a_document() {
     let (sb, lab) = lab_up("drift-bkt");
     let _down = Teardown::new(&sb, &["--delete-captures"]);
-    let config = sdk_config(REGION).await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = crate::bootstrap::s3().await;
     let bucket = format!("{lab}-captures-000000000000-{REGION}");
     let ours = s3
         .get_bucket_policy()

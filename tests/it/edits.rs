@@ -4,11 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_ec2::types::Filter;
-use labctl_core::desired::TAG_LAB;
-
 use crate::harness::{Sandbox, Teardown, sdk_config, unique_lab};
-use crate::reconcile::{REGION, default_lab, instances, tag};
+use crate::reconcile::{REGION, default_lab, ec2, instances, lab_filter, tag};
 
 /// A second x86_64 Ubuntu image in LocalStack's catalogue.
 const OTHER_AMI: &str = "ami-1e749f67";
@@ -65,17 +62,6 @@ fn apply(sb: &Sandbox, plan_has: &[&str]) {
         "nothing left to do\n{}",
         again.transcript()
     );
-}
-
-fn lab_filter(lab: &str) -> Filter {
-    Filter::builder()
-        .name(format!("tag:{TAG_LAB}"))
-        .values(lab)
-        .build()
-}
-
-async fn ec2() -> aws_sdk_ec2::Client {
-    aws_sdk_ec2::Client::new(&sdk_config(REGION).await)
 }
 
 /// One rule of a group as AWS holds it: (protocol, from, to, peer, description), the

@@ -8,19 +8,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aws_sdk_ec2::types::Filter;
-use labctl_core::desired::TAG_LAB;
-
 use crate::harness::{Sandbox, Teardown, sdk_config, unique_lab};
-use crate::reconcile::{REGION, default_lab, owned_count};
-
-fn s3(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(config)
-            .force_path_style(true)
-            .build(),
-    )
-}
+use crate::reconcile::{REGION, default_lab, lab_filter, owned_count, vpc_id};
 
 /// A stand-in for the public address service on loopback (the real one is on the
 /// internet, which tests do not reach): it answers every request with one address
@@ -123,12 +112,7 @@ async fn a_labs_name_is_account_wide() {
     let there = aws_sdk_ec2::Client::new(&sdk_config("us-east-1").await);
     let vpcs = there
         .describe_vpcs()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_LAB}"))
-                .values(&lab)
-                .build(),
-        )
+        .filters(lab_filter(&lab))
         .send()
         .await
         .expect("vpcs");
@@ -203,8 +187,7 @@ async fn only_the_exact_bucket_name_is_adopted() {
     let lab = unique_lab("bkt");
     let sb = Sandbox::with_localstack();
     sb.write("topology.yaml", &default_lab(&lab));
-    let config = sdk_config(REGION).await;
-    let s3 = s3(&config);
+    let s3 = crate::bootstrap::s3().await;
     // The `auto` pattern, but another account's number: not this lab's name.
     let stranger = format!("{lab}-captures-999999999999-{REGION}");
     s3.create_bucket()
@@ -266,7 +249,6 @@ async fn a_zone_marked_by_the_release_before_is_still_the_labs() {
     });
     let config = sdk_config(REGION).await;
     let r53 = aws_sdk_route53::Client::new(&config);
-    let ec2 = aws_sdk_ec2::Client::new(&config);
     // Replace the zone with one marked as the release before marked it.
     let zones = r53.list_hosted_zones().send().await.expect("zones");
     let zone = zones
@@ -309,18 +291,7 @@ async fn a_zone_marked_by_the_release_before_is_still_the_labs() {
         .send()
         .await
         .expect("delete zone");
-    let vpc = ec2
-        .describe_vpcs()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_LAB}"))
-                .values(&lab)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("vpc");
-    let vpc = vpc.vpcs()[0].vpc_id().expect("id").to_owned();
+    let vpc = vpc_id(&lab).await;
     let legacy = r53
         .create_hosted_zone()
         .name("lab.internal")
@@ -383,7 +354,8 @@ async fn text_from_aws_that_is_not_ascii_breaks_no_command() {
     });
     let config = sdk_config(REGION).await;
     let bucket = format!("{lab}-captures-000000000000-{REGION}");
-    s3(&config)
+    crate::bootstrap::s3()
+        .await
         .put_object()
         .bucket(&bucket)
         .key("artifacts/labnet/ab二进制文件-ünïcødé")
@@ -392,18 +364,7 @@ async fn text_from_aws_that_is_not_ascii_breaks_no_command() {
         .await
         .expect("a key that is not a digest");
     let ec2 = aws_sdk_ec2::Client::new(&config);
-    let vpc = ec2
-        .describe_vpcs()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{TAG_LAB}"))
-                .values(&lab)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("vpc");
-    let vpc = vpc.vpcs()[0].vpc_id().expect("id").to_owned();
+    let vpc = vpc_id(&lab).await;
     ec2.create_tags()
         .resources(&vpc)
         .tags(

@@ -41,15 +41,31 @@ fn plan_code(sb: &Sandbox) -> (i32, String) {
     (run.code(), run.stdout())
 }
 
-async fn ec2() -> aws_sdk_ec2::Client {
+pub(crate) async fn ec2() -> aws_sdk_ec2::Client {
     aws_sdk_ec2::Client::new(&sdk_config(REGION).await)
 }
 
-fn lab_filter(lab: &str) -> Filter {
+pub(crate) fn lab_filter(lab: &str) -> Filter {
     Filter::builder()
         .name(format!("tag:{TAG_LAB}"))
         .values(lab)
         .build()
+}
+
+/// The id of the lab's VPC.
+pub(crate) async fn vpc_id(lab: &str) -> String {
+    let out = ec2()
+        .await
+        .describe_vpcs()
+        .filters(lab_filter(lab))
+        .send()
+        .await
+        .expect("describe vpcs");
+    out.vpcs()
+        .first()
+        .and_then(|v| v.vpc_id())
+        .expect("the lab has a VPC")
+        .to_owned()
 }
 
 pub(crate) async fn instances(lab: &str) -> Vec<aws_sdk_ec2::types::Instance> {
