@@ -1,0 +1,287 @@
+//! An AWS endpoint that forwards every request to LocalStack, and fails some of them
+//! as AWS fails: throttling, internal errors, connections reset, responses lost after
+//! the call took effect, slow and stalled answers.
+//!
+//! LocalStack never fails on its own, so without this nothing could show how a
+//! client behaves on a bad day. Clients reach it as they reach any endpoint, through
+//! `AWS_ENDPOINT_URL`. Rules ([`rules::Rule`]) pick calls by service and operation,
+//! with a share or a count; decisions are reproducible ([`rules::draw`]).
+//! `GET /_faults/stats` tells what happened, so a test can prove that the faults it
+//! asked for really occurred.
+
+pub mod call;
+pub mod rules;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Serialize;
+
+use crate::call::{Call, recognise};
+use crate::rules::{Fault, Rule, draw, error_answer};
+
+/// How the endpoint behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where requests go, such as `http://127.0.0.1:4566`.
+    pub upstream: String,
+    /// The seed of every probabilistic decision.
+    pub seed: u64,
+    /// Rules, tried in order; the first that fires decides.
+    pub rules: Vec<Rule>,
+}
+
+/// What happened to one operation's calls.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OperationStats {
+    /// Calls seen.
+    pub calls: u64,
+    /// Calls forwarded to the upstream (lost ones included).
+    pub forwarded: u64,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<String, u64>,
+}
+
+/// Everything the endpoint did, by `service:Operation`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Per operation.
+    pub operations: BTreeMap<String, OperationStats>,
+    /// Faults injected, by kind, over all operations.
+    pub faults: BTreeMap<String, u64>,
+}
+
+struct State {
+    config: Config,
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// How often each (operation, resource) was seen: a retry is the next attempt.
+    attempts: Mutex<HashMap<(String, u64), u64>>,
+    /// Calls each count rule has caught so far.
+    caught: Vec<AtomicU64>,
+    stats: Mutex<Stats>,
+    requests: AtomicU64,
+}
+
+/// A running endpoint.
+pub struct Endpoint {
+    /// Where it listens.
+    pub address: SocketAddr,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Endpoint {
+    /// Its URL, for `AWS_ENDPOINT_URL`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// What it has done so far.
+    pub fn stats(&self) -> Stats {
+        self.state.stats.lock().expect("stats lock").clone()
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts an endpoint on `listen` (port 0 picks a free one).
+pub async fn serve(listen: SocketAddr, config: Config) -> anyhow::Result<Endpoint> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let address = listener.local_addr()?;
+    let caught = config.rules.iter().map(|_| AtomicU64::new(0)).collect();
+    let state = Arc::new(State {
+        config,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        attempts: Mutex::new(HashMap::new()),
+        caught,
+        stats: Mutex::new(Stats::default()),
+        requests: AtomicU64::new(0),
+    });
+    let shared = state.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = shared.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                // An injected reset ends the connection with an error; that is the point.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(Endpoint {
+        address,
+        state,
+        task,
+    })
+}
+
+/// Why a connection is dropped on purpose.
+#[derive(Debug)]
+struct Dropped(&'static str);
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connection dropped on purpose: {}", self.0)
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+type Answer = Result<Response<Full<Bytes>>, Dropped>;
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer {
+    let (parts, body) = req.into_parts();
+    if parts.uri.path() == "/_faults/stats" {
+        let stats = state.stats.lock().expect("stats lock").clone();
+        let body = serde_json::to_vec(&stats).unwrap_or_default();
+        return Ok(plain(200, "application/json", Bytes::from(body)));
+    }
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Err(Dropped("the request body could not be read")),
+    };
+    let query = parts.uri.query().unwrap_or_default();
+    let call = recognise(
+        &parts.method,
+        parts.uri.path(),
+        query,
+        &parts.headers,
+        &body,
+    );
+    let fault = decide(&state, &call);
+    record(&state, &call, fault, false);
+    let request_id = format!(
+        "faults-{:08x}",
+        state.requests.fetch_add(1, Ordering::Relaxed)
+    );
+    match fault {
+        Some(f @ (Fault::Throttle | Fault::ServerError)) => {
+            let (status, content_type, text) = error_answer(&call.service, f, &request_id);
+            return Ok(plain(status, content_type, Bytes::from(text)));
+        }
+        Some(Fault::Reset) => return Err(Dropped("reset before forwarding")),
+        Some(Fault::Stall) => std::future::pending::<()>().await,
+        Some(Fault::Slow | Fault::Lost) | None => {}
+    }
+    if let (Some(Fault::Slow), Some(rule)) = (fault, firing_rule(&state, &call)) {
+        tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
+    }
+    let answer = forward(&state, parts, body).await;
+    record(&state, &call, None, true);
+    if fault == Some(Fault::Lost) {
+        // It took effect upstream; the client never hears so.
+        return Err(Dropped("response lost after the call took effect"));
+    }
+    answer
+}
+
+/// The first rule that fires for this call, counting the call against it.
+fn decide(state: &State, call: &Call) -> Option<Fault> {
+    let attempt = {
+        let mut attempts = state.attempts.lock().expect("attempts lock");
+        let n = attempts.entry((call.name(), call.resource)).or_insert(0);
+        *n += 1;
+        *n - 1
+    };
+    for (rule, caught) in state.config.rules.iter().zip(&state.caught) {
+        if !rule.matches(call) {
+            continue;
+        }
+        let fires = match (rule.count, rule.probability) {
+            (Some(n), _) => caught.fetch_add(1, Ordering::SeqCst) < n,
+            (None, Some(p)) => draw(state.config.seed, call, attempt) < p,
+            (None, None) => true,
+        };
+        if fires {
+            return Some(rule.fault);
+        }
+    }
+    None
+}
+
+/// The first rule about this call with a fault that needs its parameters.
+fn firing_rule<'s>(state: &'s State, call: &Call) -> Option<&'s Rule> {
+    state
+        .config
+        .rules
+        .iter()
+        .find(|r| r.matches(call) && r.fault == Fault::Slow)
+}
+
+fn record(state: &State, call: &Call, fault: Option<Fault>, forwarded: bool) {
+    let mut stats = state.stats.lock().expect("stats lock");
+    let op = stats.operations.entry(call.name()).or_default();
+    if forwarded {
+        op.forwarded += 1;
+        return;
+    }
+    op.calls += 1;
+    if let Some(f) = fault {
+        let kind = serde_json::to_value(f)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *op.faults.entry(kind.clone()).or_default() += 1;
+        *stats.faults.entry(kind).or_default() += 1;
+    }
+}
+
+async fn forward(state: &State, parts: hyper::http::request::Parts, body: Bytes) -> Answer {
+    let uri = format!(
+        "{}{}",
+        state.config.upstream.trim_end_matches('/'),
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut upstream = Request::builder().method(parts.method).uri(uri);
+    for (name, value) in &parts.headers {
+        upstream = upstream.header(name, value);
+    }
+    let Ok(upstream) = upstream.body(Full::new(body)) else {
+        return Err(Dropped("the request could not be forwarded"));
+    };
+    let response = match state.client.request(upstream).await {
+        Ok(r) => r,
+        Err(e) => {
+            let text = format!("upstream unreachable: {e}");
+            return Ok(plain(502, "text/plain", Bytes::from(text)));
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|_| Dropped("the upstream answer could not be read"))?;
+    Ok(Response::from_parts(parts, Full::new(body)))
+}
+
+fn plain(status: u16, content_type: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = content_type.parse() {
+        response
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, v);
+    }
+    response
+}

@@ -1,0 +1,73 @@
+//! `aws-faults`: run the fault-injecting endpoint in front of LocalStack.
+//!
+//! ```sh
+//! aws-faults --upstream http://127.0.0.1:4566 --rule '!=throttle@0.2' --rule 'ec2:RunInstances=lost#1'
+//! AWS_ENDPOINT_URL=http://127.0.0.1:4567 labctl up --yes
+//! curl http://127.0.0.1:4567/_faults/stats
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use aws_faults::rules::Rule;
+use aws_faults::{Config, serve};
+use clap::Parser;
+
+/// An AWS endpoint that forwards to LocalStack and fails on demand, as AWS fails.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:4567")]
+    listen: SocketAddr,
+    /// Where requests go.
+    #[arg(long, default_value = "http://127.0.0.1:4566")]
+    upstream: String,
+    /// Seed of every probabilistic decision.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A rule: `[service[:Operation]][!]=FAULT@SHARE` or `…=FAULT#COUNT`, `!` for
+    /// mutating calls only. FAULT is throttle, server-error, reset, lost, slow or
+    /// stall. Repeatable; the first that fires decides.
+    #[arg(long = "rule")]
+    rules: Vec<String>,
+    /// Rules as a JSON list of {service, operation, mutating, fault, probability |
+    /// count, delay_ms}, tried after the --rule ones.
+    #[arg(long)]
+    rules_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let mut rules = args
+        .rules
+        .iter()
+        .map(|r| Rule::parse(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    if let Some(path) = &args.rules_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let more: Vec<Rule> = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a list of rules", path.display()))?;
+        rules.extend(more);
+    }
+    let endpoint = serve(
+        args.listen,
+        Config {
+            upstream: args.upstream,
+            seed: args.seed,
+            rules,
+        },
+    )
+    .await?;
+    println!("listening on {}", endpoint.url());
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
