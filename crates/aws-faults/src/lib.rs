@@ -9,6 +9,7 @@
 //! `GET /_faults/stats` tells what happened, so a test can prove that the faults it
 //! asked for really occurred.
 
+pub mod buckets;
 pub mod call;
 pub mod rules;
 
@@ -39,6 +40,8 @@ pub struct Config {
     pub seed: u64,
     /// Rules, tried in order; the first that fires decides.
     pub rules: Vec<Rule>,
+    /// Throttle EC2 as its per-action token buckets do ([`buckets`]).
+    pub ec2_buckets: bool,
 }
 
 /// What happened to one operation's calls.
@@ -70,6 +73,22 @@ struct State {
     caught: Vec<AtomicU64>,
     stats: Mutex<Stats>,
     requests: AtomicU64,
+    /// EC2's token buckets by action, and when the endpoint started.
+    buckets: Mutex<HashMap<String, buckets::Bucket>>,
+    started: std::time::Instant,
+    /// What AWS remembers to make a retried create idempotent: EC2 answers by
+    /// (action, ClientToken), Route 53 zones by CallerReference.
+    tokens: Mutex<HashMap<(String, String), Remembered>>,
+}
+
+/// The first answer to an idempotent create, and what it asked for.
+#[derive(Debug, Clone)]
+struct Remembered {
+    /// The request without its token: the same token with other parameters is a
+    /// mismatch.
+    request: u64,
+    /// The answer, replayed to a retry (a Route 53 zone gets an error instead).
+    answer: Option<(u16, String, Bytes)>,
 }
 
 /// A running endpoint.
@@ -110,6 +129,9 @@ pub async fn serve(listen: SocketAddr, config: Config) -> anyhow::Result<Endpoin
         caught,
         stats: Mutex::new(Stats::default()),
         requests: AtomicU64::new(0),
+        buckets: Mutex::new(HashMap::new()),
+        started: std::time::Instant::now(),
+        tokens: Mutex::new(HashMap::new()),
     });
     let shared = state.clone();
     let task = tokio::spawn(async move {
@@ -185,13 +207,121 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer {
     if let (Some(Fault::Slow), Some(rule)) = (fault, firing_rule(&state, &call)) {
         tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
     }
-    let answer = forward(&state, parts, body).await;
+    let token = idempotency_token(&call, &body);
+    if let Some(key) = &token
+        && let Some(replay) = replay(&state, &call, key, &body, &request_id)
+    {
+        return Ok(replay);
+    }
+    let answer = forward(&state, parts, body.clone()).await;
     record(&state, &call, None, true);
+    if let (Some(key), Ok(response)) = (token, &answer)
+        && response.status().is_success()
+    {
+        remember(&state, &call, key, &body, response).await;
+    }
     if fault == Some(Fault::Lost) {
         // It took effect upstream; the client never hears so.
         return Err(Dropped("response lost after the call took effect"));
     }
     answer
+}
+
+/// The token that makes a create idempotent, if the call carries one: EC2's
+/// `ClientToken`, Route 53's `CallerReference` of `CreateHostedZone`.
+fn idempotency_token(call: &Call, body: &[u8]) -> Option<(String, String)> {
+    match (call.service.as_str(), call.operation.as_str()) {
+        ("ec2", _) => form_urlencoded::parse(body)
+            .find(|(k, _)| k == "ClientToken")
+            .map(|(_, v)| (call.name(), v.into_owned())),
+        ("route53", "CreateHostedZone") => {
+            let text = std::str::from_utf8(body).ok()?;
+            let start = text.find("<CallerReference>")? + "<CallerReference>".len();
+            let end = start + text[start..].find("</CallerReference>")?;
+            Some((call.name(), text[start..end].to_owned()))
+        }
+        _ => None,
+    }
+}
+
+/// A hash of the request with its token taken out.
+fn without_token(body: &[u8], token: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let text = String::from_utf8_lossy(body).replace(token, "");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// What AWS answers a create whose token it has seen: the first answer again (EC2,
+/// for as long as it keeps tokens; this endpoint keeps them for its lifetime),
+/// `IdempotentParameterMismatch` when the parameters differ, and for Route 53
+/// `HostedZoneAlreadyExists`.
+fn replay(
+    state: &State,
+    call: &Call,
+    key: &(String, String),
+    body: &[u8],
+    request_id: &str,
+) -> Option<Response<Full<Bytes>>> {
+    let seen = state
+        .tokens
+        .lock()
+        .expect("tokens lock")
+        .get(key)
+        .cloned()?;
+    let kind = if call.service == "route53" {
+        let text = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><Error><Type>Sender</Type><Code>HostedZoneAlreadyExists</Code><Message>A hosted zone has already been created with the specified caller reference.</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        );
+        Some(plain(409, "text/xml", Bytes::from(text)))
+    } else if seen.request != without_token(body, &key.1) {
+        let text = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>IdempotentParameterMismatch</Code><Message>The client token you have provided is associated with a resource that is already deleted or has different parameters.</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        );
+        Some(plain(400, "text/xml", Bytes::from(text)))
+    } else {
+        seen.answer
+            .map(|(status, content_type, text)| plain(status, &content_type, text))
+    };
+    if kind.is_some() {
+        let mut stats = state.stats.lock().expect("stats lock");
+        *stats.faults.entry("idempotent-replay".into()).or_default() += 1;
+    }
+    kind
+}
+
+async fn remember(
+    state: &State,
+    call: &Call,
+    key: (String, String),
+    body: &[u8],
+    response: &Response<Full<Bytes>>,
+) {
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/xml")
+        .to_owned();
+    let text = response
+        .body()
+        .clone()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let remembered = Remembered {
+        request: without_token(body, &key.1),
+        answer: (call.service != "route53")
+            .then(|| (response.status().as_u16(), content_type, text)),
+    };
+    state
+        .tokens
+        .lock()
+        .expect("tokens lock")
+        .entry(key)
+        .or_insert(remembered);
 }
 
 /// The first rule that fires for this call, counting the call against it.
@@ -202,6 +332,16 @@ fn decide(state: &State, call: &Call) -> Option<Fault> {
         *n += 1;
         *n - 1
     };
+    if state.config.ec2_buckets && call.service == "ec2" {
+        let now = state.started.elapsed();
+        let mut buckets = state.buckets.lock().expect("buckets lock");
+        let bucket = buckets
+            .entry(call.operation.clone())
+            .or_insert_with(|| buckets::Bucket::new(buckets::Category::of(&call.operation), now));
+        if !bucket.take(now) {
+            return Some(Fault::Throttle);
+        }
+    }
     for (rule, caught) in state.config.rules.iter().zip(&state.caught) {
         if !rule.matches(call) {
             continue;

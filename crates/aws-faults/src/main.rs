@@ -36,6 +36,10 @@ struct Args {
     /// count, delay_ms}, tried after the --rule ones.
     #[arg(long)]
     rules_file: Option<PathBuf>,
+    /// Throttle EC2 as its per-action token buckets do (sizes and refill rates as
+    /// AWS publishes them).
+    #[arg(long)]
+    ec2_buckets: bool,
 }
 
 #[tokio::main]
@@ -64,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
             upstream: args.upstream,
             seed: args.seed,
             rules,
+            ec2_buckets: args.ec2_buckets,
         },
     )
     .await?;

@@ -44,6 +44,7 @@ async fn endpoint(rules: &[&str]) -> Endpoint {
         upstream: localstack().to_owned(),
         seed: 1,
         rules,
+        ec2_buckets: false,
     };
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
     serve(any, config).await.expect("endpoint")
@@ -345,4 +346,109 @@ async fn stats_are_served_as_json() {
     let stats: serde_json::Value = serde_json::from_str(body).expect("json");
     assert_eq!(stats["faults"]["throttle"], 1, "{stats}");
     assert_eq!(stats["operations"]["iam:ListRoles"]["calls"], 2, "{stats}");
+}
+
+#[tokio::test]
+async fn a_repeated_client_token_returns_the_first_instance_even_once_terminated() {
+    let faults = endpoint(&[]).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk(&faults.url(), false, None).await);
+    let token = format!("faults-{}", std::process::id());
+    let launch = |image: &'static str| {
+        ec2.run_instances()
+            .image_id(image)
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .client_token(&token)
+            .send()
+    };
+    let id = |out: &aws_sdk_ec2::operation::run_instances::RunInstancesOutput| {
+        out.instances()[0]
+            .instance_id()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let first = id(&launch("ami-785db401").await.expect("launch"));
+    let again = id(&launch("ami-785db401").await.expect("the same launch"));
+    assert_eq!(first, again, "one instance for one token");
+    ec2.terminate_instances()
+        .instance_ids(&first)
+        .send()
+        .await
+        .expect("terminate");
+    let after = id(&launch("ami-785db401").await.expect("after termination"));
+    assert_eq!(
+        first, after,
+        "AWS returns the terminated instance, not a new one"
+    );
+    let other = launch("ami-1e749f67").await.expect_err("other parameters");
+    assert_eq!(failure(&other).0, "IdempotentParameterMismatch");
+    assert_eq!(faults.stats().operations["ec2:RunInstances"].forwarded, 1);
+}
+
+#[tokio::test]
+async fn a_repeated_caller_reference_is_hosted_zone_already_exists() {
+    let faults = endpoint(&[]).await;
+    let r53 = aws_sdk_route53::Client::new(&sdk(&faults.url(), false, None).await);
+    let reference = format!("faults-{}", std::process::id());
+    let create = || {
+        r53.create_hosted_zone()
+            .name(format!("{reference}.test"))
+            .caller_reference(&reference)
+            .hosted_zone_config(
+                aws_sdk_route53::types::HostedZoneConfig::builder()
+                    .comment("idempotency test")
+                    .build(),
+            )
+            .send()
+    };
+    let zone = create().await.expect("the first create");
+    let again = create().await.expect_err("the same reference again");
+    assert_eq!(failure(&again), ("HostedZoneAlreadyExists".to_owned(), 409));
+    let direct = aws_sdk_route53::Client::new(&sdk(localstack(), false, None).await);
+    let listed = direct.list_hosted_zones().send().await.expect("zones");
+    let made = listed
+        .hosted_zones()
+        .iter()
+        .filter(|z| z.caller_reference() == reference)
+        .count();
+    assert_eq!(made, 1, "one zone for one caller reference");
+    let id = zone.hosted_zone().map(|z| z.id().to_owned()).expect("id");
+    direct
+        .delete_hosted_zone()
+        .id(id)
+        .send()
+        .await
+        .expect("clean up");
+}
+
+#[tokio::test]
+async fn ec2s_token_buckets_throttle_a_burst() {
+    let faults = serve(
+        "127.0.0.1:0".parse().expect("address"),
+        Config {
+            upstream: localstack().to_owned(),
+            seed: 1,
+            rules: Vec::new(),
+            ec2_buckets: true,
+        },
+    )
+    .await
+    .expect("endpoint");
+    let config = sdk(&faults.url(), false, None).await;
+    let mut throttled = 0;
+    let mut answered = 0;
+    // A burst well past DescribeVpcs's 100 tokens, faster than its 20 a second.
+    for _ in 0..130 {
+        match call("ec2", &config).await {
+            (code, 503) if code == "RequestLimitExceeded" => throttled += 1,
+            (_, 200) => answered += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        answered >= 100,
+        "the bucket's 100 tokens get through: {answered}"
+    );
+    assert!(throttled > 0, "then EC2 throttles: {throttled}");
 }
