@@ -11,6 +11,7 @@
 
 pub mod buckets;
 pub mod call;
+pub mod consistency;
 pub mod rules;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +43,8 @@ pub struct Config {
     pub rules: Vec<Rule>,
     /// Throttle EC2 as its per-action token buckets do ([`buckets`]).
     pub ec2_buckets: bool,
+    /// How long new things stay invisible ([`consistency`]).
+    pub consistency: consistency::Windows,
 }
 
 /// What happened to one operation's calls.
@@ -79,6 +82,7 @@ struct State {
     /// What AWS remembers to make a retried create idempotent: EC2 answers by
     /// (action, ClientToken), Route 53 zones by CallerReference.
     tokens: Mutex<HashMap<(String, String), Remembered>>,
+    recent: Mutex<consistency::Recent>,
 }
 
 /// The first answer to an idempotent create, and what it asked for.
@@ -132,6 +136,7 @@ pub async fn serve(listen: SocketAddr, config: Config) -> anyhow::Result<Endpoin
         buckets: Mutex::new(HashMap::new()),
         started: std::time::Instant::now(),
         tokens: Mutex::new(HashMap::new()),
+        recent: Mutex::new(consistency::Recent::default()),
     });
     let shared = state.clone();
     let task = tokio::spawn(async move {
@@ -213,8 +218,37 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer {
     {
         return Ok(replay);
     }
+    let unseen = state.recent.lock().expect("recent lock").unseen(
+        &state.config.consistency,
+        &call,
+        &body,
+        std::time::Instant::now(),
+    );
+    if let Some((code, message)) = unseen {
+        let mut stats = state.stats.lock().expect("stats lock");
+        *stats.faults.entry("not-yet-visible".into()).or_default() += 1;
+        let text = rules::ec2_error(code, &message, &request_id);
+        return Ok(plain(400, "text/xml", Bytes::from(text)));
+    }
     let answer = forward(&state, parts, body.clone()).await;
     record(&state, &call, None, true);
+    if let Ok(response) = &answer
+        && response.status().is_success()
+    {
+        let text = response
+            .body()
+            .clone()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        state.recent.lock().expect("recent lock").made(
+            &call,
+            &body,
+            &text,
+            std::time::Instant::now(),
+        );
+    }
     if let (Some(key), Ok(response)) = (token, &answer)
         && response.status().is_success()
     {
@@ -276,8 +310,10 @@ fn replay(
         );
         Some(plain(409, "text/xml", Bytes::from(text)))
     } else if seen.request != without_token(body, &key.1) {
-        let text = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>IdempotentParameterMismatch</Code><Message>The client token you have provided is associated with a resource that is already deleted or has different parameters.</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        let text = rules::ec2_error(
+            "IdempotentParameterMismatch",
+            "The client token you have provided is associated with a resource that is already deleted or has different parameters.",
+            request_id,
         );
         Some(plain(400, "text/xml", Bytes::from(text)))
     } else {

@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use std::time::Duration;
+
+use aws_faults::consistency::Windows;
 use aws_faults::rules::Rule;
 use aws_faults::{Config, serve};
 use clap::Parser;
@@ -40,6 +43,15 @@ struct Args {
     /// AWS publishes them).
     #[arg(long)]
     ec2_buckets: bool,
+    /// A new instance answers InvalidInstanceID.NotFound for this long.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    instance_invisible_ms: u64,
+    /// A new instance profile is refused by EC2 for this long.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    profile_invisible_ms: u64,
+    /// A new security group answers InvalidGroup.NotFound for this long.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    group_invisible_ms: u64,
 }
 
 #[tokio::main]
@@ -69,6 +81,11 @@ async fn main() -> anyhow::Result<()> {
             seed: args.seed,
             rules,
             ec2_buckets: args.ec2_buckets,
+            consistency: Windows {
+                instance: Duration::from_millis(args.instance_invisible_ms),
+                profile: Duration::from_millis(args.profile_invisible_ms),
+                group: Duration::from_millis(args.group_invisible_ms),
+            },
         },
     )
     .await?;

@@ -117,6 +117,13 @@ pub fn draw(seed: u64, call: &Call, attempt: u64) -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// An EC2 error document, as its query protocol writes one.
+pub fn ec2_error(code: &str, message: &str, request_id: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
+    )
+}
+
 /// The HTTP status, content type and body with which `service` reports `fault`
 /// (throttling or an internal error), as each service documents it.
 pub fn error_answer(service: &str, fault: Fault, request_id: &str) -> (u16, &'static str, String) {
@@ -129,10 +136,7 @@ pub fn error_answer(service: &str, fault: Fault, request_id: &str) -> (u16, &'st
             } else {
                 (500, "InternalError", "An internal error has occurred.")
             };
-            let body = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
-            );
-            (status, "text/xml", body)
+            (status, "text/xml", ec2_error(code, message, request_id))
         }
         // S3's REST-XML errors: SlowDown is a 503.
         "s3" => {

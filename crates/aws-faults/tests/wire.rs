@@ -11,6 +11,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_faults::consistency::Windows;
 use aws_faults::rules::Rule;
 use aws_faults::{Config, Endpoint, serve};
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
@@ -35,19 +36,27 @@ fn localstack() -> &'static str {
     })
 }
 
-async fn endpoint(rules: &[&str]) -> Endpoint {
-    let rules = rules
-        .iter()
-        .map(|r| Rule::parse(r).expect("rule"))
-        .collect();
-    let config = Config {
+/// The endpoint's configuration in front of LocalStack, with `rules`.
+fn config(rules: &[&str]) -> Config {
+    Config {
         upstream: localstack().to_owned(),
         seed: 1,
-        rules,
+        rules: rules
+            .iter()
+            .map(|r| Rule::parse(r).expect("rule"))
+            .collect(),
         ec2_buckets: false,
-    };
+        consistency: Windows::default(),
+    }
+}
+
+async fn start(config: Config) -> Endpoint {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
     serve(any, config).await.expect("endpoint")
+}
+
+async fn endpoint(rules: &[&str]) -> Endpoint {
+    start(config(rules)).await
 }
 
 /// An SDK configuration for `url`, with the SDK's standard retries (3 attempts,
@@ -424,17 +433,11 @@ async fn a_repeated_caller_reference_is_hosted_zone_already_exists() {
 
 #[tokio::test]
 async fn ec2s_token_buckets_throttle_a_burst() {
-    let faults = serve(
-        "127.0.0.1:0".parse().expect("address"),
-        Config {
-            upstream: localstack().to_owned(),
-            seed: 1,
-            rules: Vec::new(),
-            ec2_buckets: true,
-        },
-    )
-    .await
-    .expect("endpoint");
+    let faults = start(Config {
+        ec2_buckets: true,
+        ..config(&[])
+    })
+    .await;
     let config = sdk(&faults.url(), false, None).await;
     let mut throttled = 0;
     let mut answered = 0;
@@ -451,4 +454,106 @@ async fn ec2s_token_buckets_throttle_a_burst() {
         "the bucket's 100 tokens get through: {answered}"
     );
     assert!(throttled > 0, "then EC2 throttles: {throttled}");
+}
+
+#[tokio::test]
+async fn new_things_are_briefly_invisible_as_aws_documents() {
+    let window = Duration::from_millis(800);
+    let faults = start(Config {
+        consistency: Windows {
+            instance: window,
+            profile: window,
+            group: window,
+        },
+        ..config(&[])
+    })
+    .await;
+    let sdk = sdk(&faults.url(), false, None).await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let iam = aws_sdk_iam::Client::new(&sdk);
+    let unique = std::process::id();
+
+    // A group, named in a rule at once, then after the window.
+    let group = ec2
+        .create_security_group()
+        .group_name(format!("faults-{unique}"))
+        .description("consistency test")
+        .send()
+        .await
+        .expect("group");
+    let group = group.group_id().expect("id").to_owned();
+    let authorize = || {
+        ec2.authorize_security_group_ingress()
+            .group_id(&group)
+            .ip_permissions(
+                aws_sdk_ec2::types::IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(22)
+                    .to_port(22)
+                    .ip_ranges(
+                        aws_sdk_ec2::types::IpRange::builder()
+                            .cidr_ip("203.0.113.7/32")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+    };
+    let early = authorize().await.expect_err("not visible yet");
+    assert_eq!(failure(&early).0, "InvalidGroup.NotFound");
+
+    // A profile, used by RunInstances at once.
+    let profile = format!("faults-{unique}");
+    iam.create_instance_profile()
+        .instance_profile_name(&profile)
+        .send()
+        .await
+        .expect("profile");
+    let launch = || {
+        ec2.run_instances()
+            .image_id("ami-785db401")
+            .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+            .min_count(1)
+            .max_count(1)
+            .iam_instance_profile(
+                aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
+                    .name(&profile)
+                    .build(),
+            )
+            .send()
+    };
+    let refused = launch().await.expect_err("not visible to EC2 yet");
+    let (code, _) = failure(&refused);
+    assert_eq!(code, "InvalidParameterValue");
+    assert!(
+        format!("{refused:?}").contains("Invalid IAM Instance Profile name"),
+        "{refused:?}"
+    );
+
+    tokio::time::sleep(window).await;
+    authorize().await.expect("the group is visible now");
+    let launched = launch().await.expect("the profile is visible now");
+    let instance = launched.instances()[0]
+        .instance_id()
+        .expect("id")
+        .to_owned();
+
+    // The new instance, described by id at once, then after the window.
+    let describe = || ec2.describe_instances().instance_ids(&instance).send();
+    let unseen = describe().await.expect_err("not visible yet");
+    assert_eq!(failure(&unseen).0, "InvalidInstanceID.NotFound");
+    tokio::time::sleep(window).await;
+    describe().await.expect("visible now");
+    assert_eq!(faults.stats().faults["not-yet-visible"], 3);
+
+    ec2.terminate_instances()
+        .instance_ids(&instance)
+        .send()
+        .await
+        .expect("clean up");
+    iam.delete_instance_profile()
+        .instance_profile_name(&profile)
+        .send()
+        .await
+        .expect("clean up");
 }
