@@ -15,6 +15,8 @@ use hyper::{HeaderMap, Method};
 pub struct Call {
     /// `ec2`, `iam`, `sts`, `route53`, `s3`, `ssm`, or what the scope says.
     pub service: String,
+    /// The region the request was signed for.
+    pub region: String,
     /// The API operation (`RunInstances`, `CreateHostedZone`, `PutObject`, …).
     pub operation: String,
     /// Whether it changes anything (reads are `Describe*`, `List*`, `Get*`, `Head*`).
@@ -39,7 +41,12 @@ pub fn recognise(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Call {
-    let service = scope_service(headers).unwrap_or_else(|| "unknown".to_owned());
+    let scope = scope(headers);
+    let service = scope
+        .get(3)
+        .cloned()
+        .unwrap_or_else(|| "unknown".to_owned());
+    let region = scope.get(2).cloned().unwrap_or_default();
     let operation = match service.as_str() {
         "s3" => s3_operation(method, path, query, headers),
         "route53" => route53_operation(method, path),
@@ -57,18 +64,23 @@ pub fn recognise(
     (path, query, body).hash(&mut h);
     Call {
         service,
+        region,
         operation,
         mutating,
         resource: h.finish(),
     }
 }
 
-/// The service in `Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/region/SERVICE/aws4_request`.
-fn scope_service(headers: &HeaderMap) -> Option<String> {
-    let auth = headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
-    let credential = auth.split("Credential=").nth(1)?;
-    let scope = credential.split([',', ' ']).next()?;
-    scope.split('/').nth(3).map(str::to_owned)
+/// The parts of `Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/REGION/SERVICE/aws4_request`.
+fn scope(headers: &HeaderMap) -> Vec<String> {
+    let credential = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|c| c.split([',', ' ']).next());
+    credential
+        .map(|c| c.split('/').map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// SSM's JSON protocol: `X-Amz-Target: AmazonSSM.SendCommand`.

@@ -129,6 +129,7 @@ mod tests {
     fn ec2(op: &str) -> Call {
         Call {
             service: "ec2".into(),
+            region: "us-east-1".into(),
             operation: op.into(),
             mutating: true,
             resource: 0,

@@ -13,6 +13,7 @@ pub mod buckets;
 pub mod call;
 pub mod consistency;
 pub mod rules;
+pub mod standins;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -45,6 +46,10 @@ pub struct Config {
     pub ec2_buckets: bool,
     /// How long new things stay invisible ([`consistency`]).
     pub consistency: consistency::Windows,
+    /// Service Quotas' values ([`standins`]).
+    pub quotas: Vec<standins::Quota>,
+    /// Instance types offered per zone; EC2 answers when any is set.
+    pub offerings: Vec<standins::Offering>,
 }
 
 /// What happened to one operation's calls.
@@ -201,7 +206,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer {
         state.requests.fetch_add(1, Ordering::Relaxed)
     );
     match fault {
-        Some(f @ (Fault::Throttle | Fault::ServerError)) => {
+        Some(f @ (Fault::Throttle | Fault::ServerError | Fault::PriorRequestNotComplete)) => {
             let (status, content_type, text) = error_answer(&call.service, f, &request_id);
             return Ok(plain(status, content_type, Bytes::from(text)));
         }
@@ -211,6 +216,18 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer {
     }
     if let (Some(Fault::Slow), Some(rule)) = (fault, firing_rule(&state, &call)) {
         tokio::time::sleep(Duration::from_millis(rule.delay_ms)).await;
+    }
+    if let Some((status, text)) = standins::service_quotas(&state.config.quotas, &call, &body) {
+        return Ok(plain(
+            status,
+            "application/x-amz-json-1.1",
+            Bytes::from(text),
+        ));
+    }
+    if let Some(text) =
+        standins::instance_type_offerings(&state.config.offerings, &call, &body, &request_id)
+    {
+        return Ok(plain(200, "text/xml", Bytes::from(text)));
     }
     let token = idempotency_token(&call, &body);
     if let Some(key) = &token

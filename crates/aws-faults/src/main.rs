@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use aws_faults::consistency::Windows;
 use aws_faults::rules::Rule;
+use aws_faults::standins::{Offering, Quota};
 use aws_faults::{Config, serve};
 use clap::Parser;
 
@@ -52,6 +53,13 @@ struct Args {
     /// A new security group answers InvalidGroup.NotFound for this long.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     group_invisible_ms: u64,
+    /// A Service Quotas value, `SERVICE/CODE=VALUE` (`ec2/L-1216C47A=32`); repeatable.
+    #[arg(long = "quota")]
+    quotas: Vec<String>,
+    /// Instance types a zone offers, `ZONE=TYPE[,TYPE…]`; repeatable. With any set,
+    /// DescribeInstanceTypeOfferings answers from these.
+    #[arg(long = "offering")]
+    offerings: Vec<String>,
 }
 
 #[tokio::main]
@@ -74,6 +82,16 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("{} is not a list of rules", path.display()))?;
         rules.extend(more);
     }
+    let quotas = args
+        .quotas
+        .iter()
+        .map(|q| Quota::parse(q))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let mut offerings = Vec::new();
+    for o in &args.offerings {
+        offerings.extend(Offering::parse(o).map_err(anyhow::Error::msg)?);
+    }
     let endpoint = serve(
         args.listen,
         Config {
@@ -86,6 +104,8 @@ async fn main() -> anyhow::Result<()> {
                 profile: Duration::from_millis(args.profile_invisible_ms),
                 group: Duration::from_millis(args.group_invisible_ms),
             },
+            quotas,
+            offerings,
         },
     )
     .await?;

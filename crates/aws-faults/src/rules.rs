@@ -20,6 +20,9 @@ pub enum Fault {
     Throttle,
     /// The service's documented internal error; nothing is forwarded.
     ServerError,
+    /// Route 53's `PriorRequestNotComplete` (400), its other way of saying "slow
+    /// down"; throttling for any other service.
+    PriorRequestNotComplete,
     /// The connection is dropped before anything is forwarded.
     Reset,
     /// The request is forwarded and takes effect, then the connection is dropped
@@ -127,7 +130,13 @@ pub fn ec2_error(code: &str, message: &str, request_id: &str) -> String {
 /// The HTTP status, content type and body with which `service` reports `fault`
 /// (throttling or an internal error), as each service documents it.
 pub fn error_answer(service: &str, fault: Fault, request_id: &str) -> (u16, &'static str, String) {
-    let throttle = fault == Fault::Throttle;
+    let throttle = matches!(fault, Fault::Throttle | Fault::PriorRequestNotComplete);
+    if fault == Fault::PriorRequestNotComplete && service == "route53" {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse xmlns=\"https://route53.amazonaws.com/doc/2013-04-01/\"><Error><Type>Sender</Type><Code>PriorRequestNotComplete</Code><Message>The request was rejected because Route 53 was still processing a prior request.</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        );
+        return (400, "text/xml", body);
+    }
     match service {
         // EC2's query protocol: <Response><Errors>…; throttling is a 503.
         "ec2" => {
@@ -213,6 +222,7 @@ mod tests {
     fn call(op: &str, resource: u64) -> Call {
         Call {
             service: "ec2".into(),
+            region: "us-east-1".into(),
             operation: op.into(),
             mutating: true,
             resource,

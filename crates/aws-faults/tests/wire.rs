@@ -47,6 +47,8 @@ fn config(rules: &[&str]) -> Config {
             .collect(),
         ec2_buckets: false,
         consistency: Windows::default(),
+        quotas: Vec::new(),
+        offerings: Vec::new(),
     }
 }
 
@@ -556,4 +558,134 @@ async fn new_things_are_briefly_invisible_as_aws_documents() {
         .send()
         .await
         .expect("clean up");
+}
+
+#[tokio::test]
+async fn service_quotas_answer_with_the_values_a_test_sets() {
+    use aws_faults::standins::Quota;
+    let faults = start(Config {
+        quotas: vec![
+            Quota::parse("ec2/L-1216C47A=5").expect("quota"),
+            Quota::parse("vpc/L-F678F1CE=5").expect("quota"),
+        ],
+        ..config(&[])
+    })
+    .await;
+    let quotas = aws_sdk_servicequotas::Client::new(&sdk(&faults.url(), false, None).await);
+    let vcpus = quotas
+        .get_service_quota()
+        .service_code("ec2")
+        .quota_code("L-1216C47A")
+        .send()
+        .await
+        .expect("quota");
+    let q = vcpus.quota().expect("quota");
+    assert_eq!(q.value(), Some(5.0));
+    assert_eq!(
+        q.quota_name(),
+        Some("Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances")
+    );
+    let missing = quotas
+        .get_service_quota()
+        .service_code("ec2")
+        .quota_code("L-00000000")
+        .send()
+        .await
+        .expect_err("no such quota");
+    assert_eq!(failure(&missing).0, "NoSuchResourceException");
+    let listed = quotas
+        .list_service_quotas()
+        .service_code("vpc")
+        .send()
+        .await
+        .expect("list");
+    let codes: Vec<&str> = listed
+        .quotas()
+        .iter()
+        .filter_map(|q| q.quota_code())
+        .collect();
+    assert_eq!(codes, ["L-F678F1CE"]);
+}
+
+#[tokio::test]
+async fn instance_type_offerings_answer_per_zone() {
+    use aws_faults::standins::Offering;
+    let mut offerings = Offering::parse("us-east-1a=t3.micro,t3.small").expect("offerings");
+    offerings.extend(Offering::parse("us-east-1e=t3.small").expect("offerings"));
+    let faults = start(Config {
+        offerings,
+        ..config(&[])
+    })
+    .await;
+    let ec2 = aws_sdk_ec2::Client::new(&sdk(&faults.url(), false, None).await);
+    let filter = |name: &str, value: &str| {
+        aws_sdk_ec2::types::Filter::builder()
+            .name(name)
+            .values(value)
+            .build()
+    };
+    let micro = ec2
+        .describe_instance_type_offerings()
+        .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+        .filters(filter("instance-type", "t3.micro"))
+        .send()
+        .await
+        .expect("offerings");
+    let zones: Vec<&str> = micro
+        .instance_type_offerings()
+        .iter()
+        .filter_map(|o| o.location())
+        .collect();
+    assert_eq!(zones, ["us-east-1a"], "us-east-1e does not offer t3.micro");
+    let in_e = ec2
+        .describe_instance_type_offerings()
+        .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+        .filters(filter("location", "us-east-1e"))
+        .send()
+        .await
+        .expect("offerings");
+    let types: Vec<&str> = in_e
+        .instance_type_offerings()
+        .iter()
+        .filter_map(|o| o.instance_type().map(|t| t.as_str()))
+        .collect();
+    assert_eq!(types, ["t3.small"]);
+}
+
+#[tokio::test]
+async fn route53_also_says_prior_request_not_complete() {
+    let faults = endpoint(&["route53:ChangeResourceRecordSets=prior-request-not-complete#1"]).await;
+    let r53 = aws_sdk_route53::Client::new(&sdk(&faults.url(), false, None).await);
+    let change = aws_sdk_route53::types::ChangeBatch::builder()
+        .changes(
+            aws_sdk_route53::types::Change::builder()
+                .action(aws_sdk_route53::types::ChangeAction::Upsert)
+                .resource_record_set(
+                    aws_sdk_route53::types::ResourceRecordSet::builder()
+                        .name("x.test")
+                        .r#type(aws_sdk_route53::types::RrType::A)
+                        .ttl(60)
+                        .resource_records(
+                            aws_sdk_route53::types::ResourceRecord::builder()
+                                .value("10.0.0.1")
+                                .build()
+                                .expect("record"),
+                        )
+                        .build()
+                        .expect("set"),
+                )
+                .build()
+                .expect("change"),
+        )
+        .build()
+        .expect("batch");
+    let err = r53
+        .change_resource_record_sets()
+        .hosted_zone_id("Z0000000000000")
+        .change_batch(change)
+        .send()
+        .await
+        .expect_err("refused");
+    assert_eq!(failure(&err), ("PriorRequestNotComplete".to_owned(), 400));
+    assert_eq!(faults.stats().faults["prior-request-not-complete"], 1);
 }
