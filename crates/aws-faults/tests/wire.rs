@@ -689,3 +689,26 @@ async fn route53_also_says_prior_request_not_complete() {
     assert_eq!(failure(&err), ("PriorRequestNotComplete".to_owned(), 400));
     assert_eq!(faults.stats().faults["prior-request-not-complete"], 1);
 }
+
+#[tokio::test]
+async fn a_slow_answer_arrives_late_and_whole() {
+    // The form of `--rules-file`.
+    let rules: Vec<Rule> = serde_json::from_str(
+        r#"[{"service": "sts", "operation": "GetCallerIdentity", "fault": "slow", "count": 1, "delay_ms": 400}]"#,
+    )
+    .expect("rules");
+    let faults = start(Config {
+        rules,
+        ..config(&[])
+    })
+    .await;
+    let config = sdk(&faults.url(), false, None).await;
+    let started = std::time::Instant::now();
+    assert_eq!(call("sts", &config).await, (String::new(), 200));
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(faults.stats().faults["slow"], 1);
+}
