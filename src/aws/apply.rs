@@ -81,8 +81,10 @@ pub async fn apply(
     progress: &dyn Progress,
 ) -> anyhow::Result<()> {
     let applier = Applier::new(c, inputs);
+    let lanes = Lanes::new();
     for stage in stages {
         let results = futures::future::join_all(stage.iter().map(|step| async {
+            let _turn = lanes.turn(step.address().kind).await;
             progress.started(step);
             let start = Instant::now();
             let result = applier.run(step).await.map_err(|e| format!("{e:#}"));
@@ -96,6 +98,45 @@ pub async fn apply(
         }
     }
     Ok(())
+}
+
+/// How many steps may talk to one service at once. The steps of a stage are
+/// independent, but a stage of twenty instances should not meet EC2's request
+/// buckets all in the same second, and Route 53 takes five requests a second per
+/// account.
+struct Lanes {
+    ec2: tokio::sync::Semaphore,
+    iam: tokio::sync::Semaphore,
+    s3: tokio::sync::Semaphore,
+    route53: tokio::sync::Semaphore,
+}
+
+impl Lanes {
+    fn new() -> Self {
+        Self {
+            ec2: tokio::sync::Semaphore::new(8),
+            iam: tokio::sync::Semaphore::new(4),
+            s3: tokio::sync::Semaphore::new(8),
+            route53: tokio::sync::Semaphore::new(2),
+        }
+    }
+
+    /// Waits for a place in the lane of the service that `kind` lives in.
+    async fn turn(&self, kind: Kind) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let lane = match kind {
+            Kind::Vpc
+            | Kind::Subnet
+            | Kind::InternetGateway
+            | Kind::RouteTable
+            | Kind::SecurityGroup
+            | Kind::SecurityGroupRules
+            | Kind::Instance => &self.ec2,
+            Kind::IamRole | Kind::InstanceProfile => &self.iam,
+            Kind::Bucket | Kind::Artifact => &self.s3,
+            Kind::HostedZone | Kind::DnsRecord => &self.route53,
+        };
+        lane.acquire().await.ok()
+    }
 }
 
 /// `create instance/server`.
@@ -186,6 +227,21 @@ impl<'a> Applier<'a> {
             .ok_or_else(|| anyhow!("{address} is not in the plan"))
     }
 
+    /// Filters for what carries this lab's mark at `address`.
+    pub(in crate::aws) fn marked(&self, address: &Address) -> Vec<aws_sdk_ec2::types::Filter> {
+        use aws_sdk_ec2::types::Filter;
+        vec![
+            Filter::builder()
+                .name(format!("tag:{TAG_LAB}"))
+                .values(self.inputs.lab)
+                .build(),
+            Filter::builder()
+                .name(format!("tag:{TAG_ADDRESS}"))
+                .values(address.to_string())
+                .build(),
+        ]
+    }
+
     pub(in crate::aws) fn tags(&self, address: &Address, name: &str) -> Vec<Tag> {
         vec![
             Tag::builder().key("Name").value(name).build(),
@@ -260,6 +316,12 @@ impl<'a> Applier<'a> {
             }
         }
     }
+}
+
+/// An EC2 call the SDK must not retry by itself: a create without a token, which
+/// `Applier::create_once` tries again only after looking for what it made.
+pub(in crate::aws) fn once() -> aws_sdk_ec2::config::Builder {
+    aws_sdk_ec2::config::Builder::default().retry_config(aws_config::retry::RetryConfig::disabled())
 }
 
 /// EC2 refusing an instance profile IAM has just made: it is not visible to EC2 yet.
@@ -449,6 +511,43 @@ impl Applier<'_> {
             known.remove(a);
         }
         Ok(())
+    }
+
+    /// Creates what takes no idempotency token, so that a lost answer never makes a
+    /// second one. The SDK must not retry `create` by itself (callers turn its retries
+    /// off); here a throttled call is tried again, and a call whose outcome is unknown
+    /// (no answer, a 5xx) is first looked for with `existing`, by its tags, and
+    /// adopted if it took effect after all.
+    pub(in crate::aws) async fn create_once<C, CFut, L, LFut>(
+        &self,
+        mut create: C,
+        mut existing: L,
+    ) -> anyhow::Result<String>
+    where
+        C: FnMut() -> CFut,
+        CFut: Future<Output = Result<String, AwsError>>,
+        L: FnMut() -> LFut,
+        LFut: Future<Output = Result<Option<String>, AwsError>>,
+    {
+        let policy = Backoff::BUSY;
+        let start = std::time::Instant::now();
+        let mut delays = policy.delays();
+        loop {
+            let err = match create().await {
+                Ok(id) => return Ok(id),
+                Err(e) if e.ambiguous => match existing().await? {
+                    Some(id) => return Ok(id),
+                    None => e,
+                },
+                Err(e) => e,
+            };
+            let delay = delays.next().unwrap_or(policy.max);
+            let again = err.ambiguous || err.is(super::THROTTLING);
+            if !again || start.elapsed() + delay > policy.deadline {
+                return Err(err.into());
+            }
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Runs a delete call until it no longer fails with one of `busy` (dependents

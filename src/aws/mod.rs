@@ -21,6 +21,7 @@ use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
@@ -63,12 +64,10 @@ pub async fn connect(
     topology_region: Option<&str>,
 ) -> anyhow::Result<Session> {
     let region = choose_region(global.region.as_deref(), topology_region)?;
-    // Throttling is retried by the SDK itself, a little more patiently than by
-    // default, without making an unreachable endpoint wait long to be reported.
-    let retry = RetryConfig::standard()
-        .with_max_attempts(4)
-        .with_max_backoff(std::time::Duration::from_secs(5));
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).retry_config(retry);
+    let patience = Patience::from_env();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(patience.retries())
+        .timeout_config(patience.timeouts());
     if let Some(profile) = &global.profile {
         loader = loader.profile_name(profile);
     }
@@ -83,6 +82,65 @@ pub async fn connect(
     };
     tracing::info!(%region, "AWS configuration loaded");
     Ok(Session { config, region })
+}
+
+/// How long labctl waits for AWS, and how often it tries again: set on purpose, in
+/// one place.
+///
+/// - **Timeouts.** 5 s to connect, 30 s for one attempt's answer, 3 minutes for a
+///   whole operation with its retries. Without them a stalled connection would hold
+///   a step, and so the lab, forever.
+/// - **Retries.** The SDK's standard mode, which tells throttling (`Throttling`,
+///   `RequestLimitExceeded`, `SlowDown`, …) and transient failures (5xx, resets,
+///   timeouts) from errors that retrying cannot mend, and backs off exponentially with
+///   full jitter. 8 attempts, from 1 s up to 20 s apart: a classroom starting at the
+///   same minute rides out a throttled minute. Its retry budget (a token bucket of
+///   500, 5 per retried error, 10 per timeout, refilled by successes) bounds retry
+///   storms; a lab's 100 or so calls fit it many times over.
+///
+/// `LABCTL_PATIENCE` scales every figure (tests use 0.05); nothing else sets them.
+#[derive(Debug, Clone, Copy)]
+pub struct Patience {
+    scale: f64,
+}
+
+impl Patience {
+    /// From `LABCTL_PATIENCE`, or 1.
+    pub fn from_env() -> Self {
+        let scale = std::env::var("LABCTL_PATIENCE")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .unwrap_or(1.0);
+        Self { scale }
+    }
+
+    /// The factor every figure is multiplied by.
+    pub fn scale(self) -> f64 {
+        self.scale
+    }
+
+    fn scaled(self, seconds: f64) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(seconds * self.scale)
+    }
+
+    /// The SDK's retry configuration.
+    pub fn retries(self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(8)
+            .with_initial_backoff(self.scaled(1.0))
+            .with_max_backoff(self.scaled(20.0))
+    }
+
+    /// The SDK's timeouts.
+    pub fn timeouts(self) -> aws_config::timeout::TimeoutConfig {
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(self.scaled(5.0))
+            .read_timeout(self.scaled(30.0))
+            .operation_attempt_timeout(self.scaled(30.0))
+            .operation_timeout(self.scaled(180.0))
+            .build()
+    }
 }
 
 /// Requests sent to AWS by this process (every attempt, retries included).
@@ -180,6 +238,8 @@ pub struct AwsError {
     pub code: Option<String>,
     /// The explanation.
     pub message: String,
+    /// Whether the call may have taken effect all the same.
+    pub ambiguous: bool,
 }
 
 impl AwsError {
@@ -188,6 +248,16 @@ impl AwsError {
         self.code.as_deref().is_some_and(|c| codes.contains(&c))
     }
 }
+
+/// Every service's way of saying "slow down": the call did not happen.
+pub const THROTTLING: &[&str] = &[
+    "RequestLimitExceeded",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "SlowDown",
+    "PriorRequestNotComplete",
+];
 
 /// Reading something that may legitimately not exist: `Ok(None)` when the service
 /// answers with one of the codes that mean "there is none".
@@ -207,14 +277,24 @@ impl<T> Absent<T> for Result<T, AwsError> {
 }
 
 /// `map_err` adapter: `.map_err(aws("EC2 CreateVpc"))`.
-pub fn aws<E, R>(context: impl Into<String>) -> impl FnOnce(SdkError<E, R>) -> AwsError
+pub fn aws<E>(context: impl Into<String>) -> impl FnOnce(SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + StdError + 'static,
-    R: std::fmt::Debug + 'static,
 {
     let context = context.into();
     move |err| AwsError {
         code: err.code().map(str::to_owned),
+        // No answer, or a server error: the service may have done it anyway.
+        ambiguous: match &err {
+            SdkError::ServiceError(e) => {
+                e.raw().status().is_server_error()
+                    && !err.code().is_some_and(|c| THROTTLING.contains(&c))
+            }
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => true,
+            _ => false,
+        },
         message: match classify(&err) {
             Failure::Rejected(m) => {
                 format!("the credentials were rejected ({m}); {CREDENTIALS_HINT}")

@@ -45,8 +45,21 @@ impl Backoff {
         deadline: Duration::from_secs(600),
     };
 
-    fn delays(self) -> impl Iterator<Item = Duration> {
-        std::iter::successors(Some(self.first), move |d| Some((*d * 2).min(self.max)))
+    /// Gone wrong for the reasons AWS gives when it is busy or not sure: throttled,
+    /// or a call whose outcome is unknown. Tried again after a lookup, where that
+    /// matters (see the applier's `create_once`).
+    pub const BUSY: Backoff = Backoff {
+        first: Duration::from_millis(500),
+        max: Duration::from_secs(20),
+        deadline: Duration::from_secs(180),
+    };
+
+    /// The delays between attempts, scaled by `LABCTL_PATIENCE` like the SDK's own.
+    pub(super) fn delays(self) -> impl Iterator<Item = Duration> {
+        let scale = super::Patience::from_env().scale();
+        let first = self.first.mul_f64(scale);
+        let max = self.max.mul_f64(scale);
+        std::iter::successors(Some(first), move |d| Some((*d * 2).min(max)))
     }
 }
 
@@ -134,6 +147,7 @@ mod tests {
             context: "t".into(),
             code: Some(code.into()),
             message: code.into(),
+            ambiguous: false,
         };
         let mut n = 0;
         let r: Result<(), _> = retry(fast, &["Busy"], || {

@@ -99,12 +99,12 @@ impl Applier<'_> {
             "{}{millis}",
             caller_reference_prefix(self.inputs.lab, &self.c.region)
         );
-        let out = self
+        let made = self
             .c
             .route53
             .create_hosted_zone()
             .name(zone)
-            .caller_reference(reference)
+            .caller_reference(&reference)
             .vpc(
                 Vpc::builder()
                     .vpc_id(vpc)
@@ -119,11 +119,20 @@ impl Applier<'_> {
             )
             .send()
             .await
-            .map_err(aws("Route53 CreateHostedZone"))?;
-        let id = out
-            .hosted_zone()
-            .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
-            .context("CreateHostedZone returned no zone")?;
+            .map_err(aws("Route53 CreateHostedZone"));
+        let id = match made {
+            Ok(out) => out
+                .hosted_zone()
+                .map(|z| z.id().trim_start_matches("/hostedzone/").to_owned())
+                .context("CreateHostedZone returned no zone")?,
+            // The SDK's retry of a create whose answer was lost: Route 53 made it,
+            // under this very reference.
+            Err(e) if e.is(&["HostedZoneAlreadyExists"]) => self
+                .zone_by_reference(&reference)
+                .await?
+                .with_context(|| format!("{e}, but no zone has caller reference {reference}"))?,
+            Err(e) => return Err(e.into()),
+        };
         self.c
             .route53
             .change_tags_for_resource()
@@ -145,6 +154,32 @@ impl Applier<'_> {
             .await
             .map_err(aws("Route53 ChangeTagsForResource"))?;
         Ok(id)
+    }
+
+    /// The id of the zone made with caller reference `reference`.
+    async fn zone_by_reference(&self, reference: &str) -> anyhow::Result<Option<String>> {
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .c
+                .route53
+                .list_hosted_zones()
+                .set_marker(marker.clone())
+                .send()
+                .await
+                .map_err(aws("Route53 ListHostedZones"))?;
+            if let Some(z) = page
+                .hosted_zones()
+                .iter()
+                .find(|z| z.caller_reference() == reference)
+            {
+                return Ok(Some(z.id().trim_start_matches("/hostedzone/").to_owned()));
+            }
+            match page.next_marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_owned()),
+                _ => return Ok(None),
+            }
+        }
     }
 
     /// Associates the zone with the lab's VPC.

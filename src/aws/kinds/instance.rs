@@ -152,12 +152,10 @@ impl Applier<'_> {
         spec: &Spec,
     ) -> anyhow::Result<String> {
         let Spec::Instance {
-            instance_type,
             image,
             role,
             subnet,
             public_ip,
-            profile,
             services,
             lifetime_minutes,
             user_data,
@@ -201,15 +199,97 @@ impl Applier<'_> {
             );
         }
         let encoded = aws_smithy_types::base64::encode(labctl_core::userdata::encode(text));
+        // The same launch (lab, address, user-data, subnet and group) always sends the
+        // same token, so a retry or a run after a crash gets the instance the first
+        // attempt made instead of a second one. AWS keeps a token for at least a day
+        // and answers it with the instance even once that has terminated; then the
+        // next generation of the token launches a new one.
+        let token = |generation: u32| {
+            use sha2::Digest;
+            let seed = format!(
+                "{}\n{a}\n{user_data}\n{subnet_id}\n{group}",
+                self.inputs.lab
+            );
+            let digest: String = sha2::Sha256::digest(seed.as_bytes())
+                .iter()
+                .take(20)
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("labctl-{digest}-{generation}")
+        };
+        for generation in 0..4 {
+            let out = self
+                .launch(
+                    a,
+                    name,
+                    spec,
+                    ami,
+                    &encoded,
+                    &subnet_id,
+                    &group,
+                    &extra,
+                    &token(generation),
+                )
+                .await?;
+            let instance = out
+                .instances()
+                .first()
+                .context("RunInstances returned no instance")?;
+            let gone = instance.state().and_then(|s| s.name()).is_some_and(|s| {
+                matches!(
+                    s,
+                    InstanceStateName::Terminated | InstanceStateName::ShuttingDown
+                )
+            });
+            if gone {
+                continue;
+            }
+            let id = instance
+                .instance_id()
+                .context("RunInstances returned no id")?
+                .to_owned();
+            let facts = InstanceFacts {
+                private_ip: instance.private_ip_address().map(str::to_owned),
+                ..InstanceFacts::default()
+            };
+            self.remember(a, &id, Observation::Instance(facts));
+            return Ok(id);
+        }
+        bail!("{a}: every launch token so far names a terminated instance")
+    }
+
+    /// One RunInstances call with `token`.
+    #[allow(clippy::too_many_arguments)]
+    async fn launch(
+        &self,
+        a: &Address,
+        name: &str,
+        spec: &Spec,
+        ami: &crate::aws::images::Ami,
+        encoded: &str,
+        subnet_id: &str,
+        group: &str,
+        extra: &[Tag],
+        token: &str,
+    ) -> anyhow::Result<aws_sdk_ec2::operation::run_instances::RunInstancesOutput> {
+        let Spec::Instance {
+            instance_type,
+            profile,
+            ..
+        } = spec
+        else {
+            bail!("{a} is not an instance");
+        };
         let ec2 = &self.c.ec2;
         let launch = || async {
             ec2.run_instances()
+                .client_token(token)
                 .image_id(&ami.id)
                 .instance_type(InstanceType::from(instance_type.as_str()))
                 .min_count(1)
                 .max_count(1)
-                .subnet_id(&subnet_id)
-                .security_group_ids(&group)
+                .subnet_id(subnet_id)
+                .security_group_ids(group)
                 .iam_instance_profile(
                     IamInstanceProfileSpecification::builder()
                         .name(profile)
@@ -234,31 +314,18 @@ impl Applier<'_> {
                         )
                         .build(),
                 )
-                .user_data(&encoded)
+                .user_data(encoded)
                 .instance_initiated_shutdown_behavior(ShutdownBehavior::Stop)
-                .tag_specifications(self.tag_spec(ResourceType::Instance, a, name, extra.clone()))
+                .tag_specifications(self.tag_spec(ResourceType::Instance, a, name, extra.to_vec()))
                 .tag_specifications(self.tag_spec(ResourceType::Volume, a, name, vec![]))
                 .send()
                 .await
                 .map_err(aws("EC2 RunInstances"))
         };
         // A fresh instance profile takes a while to become visible to EC2.
-        let out = wait::retry_if(Backoff::CONSISTENCY, profile_not_visible, launch).await?;
-        let instance = out
-            .instances()
-            .first()
-            .context("RunInstances returned no instance")?;
-        let id = instance
-            .instance_id()
-            .context("RunInstances returned no id")?
-            .to_owned();
-        let facts = InstanceFacts {
-            private_ip: instance.private_ip_address().map(str::to_owned),
-            ..InstanceFacts::default()
-        };
-        self.remember(a, &id, Observation::Instance(facts));
-        Ok(id)
+        Ok(wait::retry_if(Backoff::CONSISTENCY, profile_not_visible, launch).await?)
     }
+
     pub(in crate::aws) async fn update_instance(
         &self,
         id: &str,

@@ -1,11 +1,10 @@
 //! The internet gateway of a lab with public subnets, attached to its VPC.
 
-use anyhow::Context as _;
 use aws_sdk_ec2::types::{InternetGateway, ResourceType};
 use labctl_core::plan::{Found, Observation};
 use labctl_core::{Address, Kind, Spec};
 
-use crate::aws::apply::{Applier, gone};
+use crate::aws::apply::{Applier, gone, once};
 use crate::aws::aws;
 use crate::aws::observe::{address_of, found, tag};
 use crate::aws::wait::Backoff;
@@ -38,19 +37,41 @@ impl Applier<'_> {
         a: &Address,
         name: &str,
     ) -> anyhow::Result<String> {
-        let out = self
-            .c
-            .ec2
-            .create_internet_gateway()
-            .tag_specifications(self.tag_spec(ResourceType::InternetGateway, a, name, vec![]))
-            .send()
-            .await
-            .map_err(aws("EC2 CreateInternetGateway"))?;
-        let id = out
-            .internet_gateway()
-            .and_then(|g| g.internet_gateway_id())
-            .context("CreateInternetGateway returned no id")?
-            .to_owned();
+        let ec2 = &self.c.ec2;
+        let id = self
+            .create_once(
+                || async {
+                    let out = ec2
+                        .create_internet_gateway()
+                        .tag_specifications(self.tag_spec(
+                            ResourceType::InternetGateway,
+                            a,
+                            name,
+                            vec![],
+                        ))
+                        .customize()
+                        .config_override(once())
+                        .send()
+                        .await
+                        .map_err(aws("EC2 CreateInternetGateway"))?;
+                    let gateway = out.internet_gateway().and_then(|g| g.internet_gateway_id());
+                    Ok(gateway.unwrap_or_default().to_owned())
+                },
+                || async {
+                    let found = ec2
+                        .describe_internet_gateways()
+                        .set_filters(Some(self.marked(a)))
+                        .send()
+                        .await
+                        .map_err(aws("EC2 DescribeInternetGateways"))?;
+                    let gateway = found.internet_gateways().first();
+                    Ok(gateway
+                        .and_then(|g| g.internet_gateway_id())
+                        .map(str::to_owned))
+                },
+            )
+            .await?;
+        anyhow::ensure!(!id.is_empty(), "CreateInternetGateway returned no id");
         self.attach_internet_gateway(&id).await?;
         Ok(id)
     }
@@ -58,15 +79,20 @@ impl Applier<'_> {
     /// Attaches the gateway to the lab's VPC.
     pub(in crate::aws) async fn attach_internet_gateway(&self, id: &str) -> anyhow::Result<()> {
         let vpc = self.id(&Address::single(Kind::Vpc))?;
-        self.c
+        let attached = self
+            .c
             .ec2
             .attach_internet_gateway()
             .internet_gateway_id(id)
             .vpc_id(vpc)
             .send()
             .await
-            .map_err(aws("EC2 AttachInternetGateway"))?;
-        Ok(())
+            .map_err(aws("EC2 AttachInternetGateway"));
+        match attached {
+            // A retried attach whose first answer was lost.
+            Err(e) if e.is(&["Resource.AlreadyAssociated"]) => Ok(()),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
     }
 
     /// Detaches it from every VPC it was found attached to, then deletes it.

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context as _;
 use aws_sdk_ec2::types::{ResourceType, RouteTable};
 use labctl_core::plan::{Association, Found, Observation};
 use labctl_core::{Address, Kind, Spec};
 
-use crate::aws::apply::{Applier, gone};
+use crate::aws::apply::{Applier, gone, once};
 use crate::aws::aws;
 use crate::aws::observe::{address_of, found, tag};
 use crate::aws::wait::Backoff;
@@ -68,20 +67,40 @@ impl Applier<'_> {
         subnets: &[String],
     ) -> anyhow::Result<String> {
         let vpc = self.id(&Address::single(Kind::Vpc))?;
-        let out = self
-            .c
-            .ec2
-            .create_route_table()
-            .vpc_id(vpc)
-            .tag_specifications(self.tag_spec(ResourceType::RouteTable, a, name, vec![]))
-            .send()
-            .await
-            .map_err(aws("EC2 CreateRouteTable"))?;
-        let id = out
-            .route_table()
-            .and_then(|t| t.route_table_id())
-            .context("CreateRouteTable returned no id")?
-            .to_owned();
+        let ec2 = &self.c.ec2;
+        let id = self
+            .create_once(
+                || async {
+                    let out = ec2
+                        .create_route_table()
+                        .vpc_id(&vpc)
+                        .tag_specifications(self.tag_spec(
+                            ResourceType::RouteTable,
+                            a,
+                            name,
+                            vec![],
+                        ))
+                        .customize()
+                        .config_override(once())
+                        .send()
+                        .await
+                        .map_err(aws("EC2 CreateRouteTable"))?;
+                    let table = out.route_table().and_then(|t| t.route_table_id());
+                    Ok(table.unwrap_or_default().to_owned())
+                },
+                || async {
+                    let found = ec2
+                        .describe_route_tables()
+                        .set_filters(Some(self.marked(a)))
+                        .send()
+                        .await
+                        .map_err(aws("EC2 DescribeRouteTables"))?;
+                    let table = found.route_tables().first();
+                    Ok(table.and_then(|t| t.route_table_id()).map(str::to_owned))
+                },
+            )
+            .await?;
+        anyhow::ensure!(!id.is_empty(), "CreateRouteTable returned no id");
         self.default_route(&id, false).await?;
         for s in subnets {
             self.associate(&id, s).await?;
@@ -122,14 +141,15 @@ impl Applier<'_> {
     async fn default_route(&self, table: &str, replace: bool) -> anyhow::Result<()> {
         let igw = self.id(&Address::single(Kind::InternetGateway))?;
         let ec2 = &self.c.ec2;
-        if replace {
+        let made = if replace {
             ec2.replace_route()
                 .route_table_id(table)
                 .destination_cidr_block("0.0.0.0/0")
                 .gateway_id(igw)
                 .send()
                 .await
-                .map_err(aws("EC2 ReplaceRoute"))?;
+                .map(|_| ())
+                .map_err(aws("EC2 ReplaceRoute"))
         } else {
             ec2.create_route()
                 .route_table_id(table)
@@ -137,22 +157,32 @@ impl Applier<'_> {
                 .gateway_id(igw)
                 .send()
                 .await
-                .map_err(aws("EC2 CreateRoute"))?;
+                .map(|_| ())
+                .map_err(aws("EC2 CreateRoute"))
+        };
+        match made {
+            // A retried call whose first answer was lost.
+            Err(e) if e.is(&["RouteAlreadyExists"]) => Ok(()),
+            other => other.map_err(Into::into),
         }
-        Ok(())
     }
 
     async fn associate(&self, table: &str, subnet: &str) -> anyhow::Result<()> {
         let subnet_id = self.id(&Address::new(Kind::Subnet, subnet))?;
-        self.c
+        let associated = self
+            .c
             .ec2
             .associate_route_table()
             .route_table_id(table)
             .subnet_id(subnet_id)
             .send()
             .await
-            .map_err(aws("EC2 AssociateRouteTable"))?;
-        Ok(())
+            .map_err(aws("EC2 AssociateRouteTable"));
+        match associated {
+            // A retried call whose first answer was lost.
+            Err(e) if e.is(&["Resource.AlreadyAssociated"]) => Ok(()),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
     }
 
     async fn disassociate(&self, association: &str) -> anyhow::Result<()> {

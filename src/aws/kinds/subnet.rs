@@ -1,12 +1,11 @@
 //! A subnet: its CIDR, and whether instances launched in it get a public IPv4.
 
-use anyhow::Context as _;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use ipnet::Ipv4Net;
 use labctl_core::plan::Found;
 use labctl_core::{Address, Kind, Spec};
 
-use crate::aws::apply::Applier;
+use crate::aws::apply::{Applier, once};
 use crate::aws::aws;
 use crate::aws::observe::{address_of, found, tag};
 use crate::aws::wait::Backoff;
@@ -34,21 +33,42 @@ impl Applier<'_> {
         public: bool,
     ) -> anyhow::Result<String> {
         let vpc = self.id(&Address::single(Kind::Vpc))?;
-        let out = self
-            .c
-            .ec2
-            .create_subnet()
-            .vpc_id(vpc)
-            .cidr_block(cidr.to_string())
-            .tag_specifications(self.tag_spec(ResourceType::Subnet, a, name, vec![]))
-            .send()
-            .await
-            .map_err(aws("EC2 CreateSubnet"))?;
-        let id = out
-            .subnet()
-            .and_then(|s| s.subnet_id())
-            .context("CreateSubnet returned no id")?
-            .to_owned();
+        let ec2 = &self.c.ec2;
+        let id = self
+            .create_once(
+                || async {
+                    let out = ec2
+                        .create_subnet()
+                        .vpc_id(&vpc)
+                        .cidr_block(cidr.to_string())
+                        .tag_specifications(self.tag_spec(ResourceType::Subnet, a, name, vec![]))
+                        .customize()
+                        .config_override(once())
+                        .send()
+                        .await
+                        .map_err(aws("EC2 CreateSubnet"))?;
+                    Ok(out
+                        .subnet()
+                        .and_then(|s| s.subnet_id())
+                        .unwrap_or_default()
+                        .to_owned())
+                },
+                || async {
+                    let found = ec2
+                        .describe_subnets()
+                        .set_filters(Some(self.marked(a)))
+                        .send()
+                        .await
+                        .map_err(aws("EC2 DescribeSubnets"))?;
+                    Ok(found
+                        .subnets()
+                        .first()
+                        .and_then(|s| s.subnet_id())
+                        .map(str::to_owned))
+                },
+            )
+            .await?;
+        anyhow::ensure!(!id.is_empty(), "CreateSubnet returned no id");
         if public {
             self.subnet_public(&id, true).await?;
         }

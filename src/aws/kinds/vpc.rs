@@ -1,12 +1,12 @@
 //! The VPC: its CIDR, and DNS support and hostnames (the private zone needs both).
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType, VpcAttributeName};
 use ipnet::Ipv4Net;
 use labctl_core::plan::Found;
 use labctl_core::{Address, Kind, Spec};
 
-use crate::aws::apply::Applier;
+use crate::aws::apply::{Applier, once};
 use crate::aws::observe::{address_of, found, tag};
 use crate::aws::wait::Backoff;
 use crate::aws::{Clients, aws};
@@ -55,20 +55,41 @@ impl Applier<'_> {
         name: &str,
         cidr: Ipv4Net,
     ) -> anyhow::Result<String> {
-        let out = self
-            .c
-            .ec2
-            .create_vpc()
-            .cidr_block(cidr.to_string())
-            .tag_specifications(self.tag_spec(ResourceType::Vpc, a, name, vec![]))
-            .send()
-            .await
-            .map_err(aws("EC2 CreateVpc"))?;
-        let id = out
-            .vpc()
-            .and_then(|v| v.vpc_id())
-            .context("CreateVpc returned no id")?
-            .to_owned();
+        let ec2 = &self.c.ec2;
+        let id = self
+            .create_once(
+                || async {
+                    let out = ec2
+                        .create_vpc()
+                        .cidr_block(cidr.to_string())
+                        .tag_specifications(self.tag_spec(ResourceType::Vpc, a, name, vec![]))
+                        .customize()
+                        .config_override(once())
+                        .send()
+                        .await
+                        .map_err(aws("EC2 CreateVpc"))?;
+                    Ok(out
+                        .vpc()
+                        .and_then(|v| v.vpc_id())
+                        .unwrap_or_default()
+                        .to_owned())
+                },
+                || async {
+                    let found = ec2
+                        .describe_vpcs()
+                        .set_filters(Some(self.marked(a)))
+                        .send()
+                        .await
+                        .map_err(aws("EC2 DescribeVpcs"))?;
+                    Ok(found
+                        .vpcs()
+                        .first()
+                        .and_then(|v| v.vpc_id())
+                        .map(str::to_owned))
+                },
+            )
+            .await?;
+        anyhow::ensure!(!id.is_empty(), "CreateVpc returned no id");
         self.vpc_dns(&id).await?;
         Ok(id)
     }
