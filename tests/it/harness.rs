@@ -15,6 +15,8 @@ pub fn repo() -> PathBuf {
 pub struct Sandbox {
     dir: tempfile::TempDir,
     endpoint: Option<String>,
+    /// `LABCTL_PATIENCE` for its commands.
+    patience: Option<&'static str>,
 }
 
 impl Sandbox {
@@ -28,6 +30,7 @@ impl Sandbox {
         Self {
             dir,
             endpoint: None,
+            patience: None,
         }
     }
 
@@ -35,6 +38,16 @@ impl Sandbox {
     pub fn with_localstack() -> Self {
         Self {
             endpoint: Some(localstack_endpoint().to_owned()),
+            ..Self::new()
+        }
+    }
+
+    /// A sandbox whose commands talk to `url` (the fault-injecting endpoint in front
+    /// of LocalStack), waiting and retrying as quickly as the tests allow.
+    pub fn with_endpoint(url: String) -> Self {
+        Self {
+            endpoint: Some(url),
+            patience: Some("0.05"),
             ..Self::new()
         }
     }
@@ -81,6 +94,9 @@ impl Sandbox {
         // Port 9 (discard) on loopback: nothing listens, so calls fail fast and locally.
         let endpoint = self.endpoint.as_deref().unwrap_or("http://127.0.0.1:9");
         cmd.env("AWS_ENDPOINT_URL", endpoint);
+        if let Some(p) = self.patience {
+            cmd.env("LABCTL_PATIENCE", p);
+        }
         cmd
     }
 

@@ -12,6 +12,7 @@ mod double;
 mod drift;
 mod edits;
 mod exec;
+mod faults;
 mod harness;
 mod localstack;
 mod ownership;

@@ -395,13 +395,13 @@ fn decide(state: &State, call: &Call) -> Option<Fault> {
             return Some(Fault::Throttle);
         }
     }
-    for (rule, caught) in state.config.rules.iter().zip(&state.caught) {
+    for (index, (rule, caught)) in state.config.rules.iter().zip(&state.caught).enumerate() {
         if !rule.matches(call) {
             continue;
         }
         let fires = match (rule.count, rule.probability) {
             (Some(n), _) => caught.fetch_add(1, Ordering::SeqCst) < n,
-            (None, Some(p)) => draw(state.config.seed, call, attempt) < p,
+            (None, Some(p)) => draw(state.config.seed, index, call, attempt) < p,
             (None, None) => true,
         };
         if fires {

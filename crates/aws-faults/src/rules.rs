@@ -111,11 +111,19 @@ impl Rule {
     }
 }
 
-/// A number in [0, 1) from (seed, operation, resource, attempt), the same on every
-/// run of the same build.
-pub fn draw(seed: u64, call: &Call, attempt: u64) -> f64 {
+/// A number in [0, 1) from (seed, rule, operation, resource, attempt), the same on
+/// every run of the same build. Each rule draws its own, so rules of 7% each add up.
+pub fn draw(seed: u64, rule: usize, call: &Call, attempt: u64) -> f64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (seed, &call.service, &call.operation, call.resource, attempt).hash(&mut h);
+    (
+        seed,
+        rule,
+        &call.service,
+        &call.operation,
+        call.resource,
+        attempt,
+    )
+        .hash(&mut h);
     // The top 53 bits, as a double in [0, 1).
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -260,16 +268,20 @@ mod tests {
 
     #[test]
     fn draws_are_reproducible_and_spread() {
-        let a = draw(7, &call("CreateVpc", 1), 0);
+        let a = draw(7, 0, &call("CreateVpc", 1), 0);
         assert_eq!(
             a,
-            draw(7, &call("CreateVpc", 1), 0),
+            draw(7, 0, &call("CreateVpc", 1), 0),
             "same inputs, same draw"
         );
-        assert_ne!(a, draw(7, &call("CreateVpc", 1), 1), "a retry draws again");
-        assert_ne!(a, draw(8, &call("CreateVpc", 1), 0), "another seed");
+        assert_ne!(
+            a,
+            draw(7, 0, &call("CreateVpc", 1), 1),
+            "a retry draws again"
+        );
+        assert_ne!(a, draw(8, 0, &call("CreateVpc", 1), 0), "another seed");
         let hits = (0..10_000)
-            .filter(|i| draw(1, &call("CreateVpc", *i), 0) < 0.2)
+            .filter(|i| draw(1, 0, &call("CreateVpc", *i), 0) < 0.2)
             .count();
         assert!((1_800..2_200).contains(&hits), "about 20%: {hits}");
     }
