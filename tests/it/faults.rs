@@ -116,3 +116,102 @@ async fn every_kind_together_on_a_fifth_of_mutating_calls() {
     )
     .await;
 }
+
+/// Runs `labctl <args>` and SIGKILLs it once it has reported `steps` finished steps;
+/// `false` if it ended by itself first.
+fn kill_after(sb: &Sandbox, args: &[&str], steps: usize) -> bool {
+    use std::io::{BufRead, BufReader};
+    let mut child = sb
+        .labctl(args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn labctl");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = 0;
+    for line in BufReader::new(stderr).lines() {
+        if line.expect("line").starts_with('✓') {
+            seen += 1;
+            if seen == steps {
+                child.kill().expect("SIGKILL labctl");
+                break;
+            }
+        }
+    }
+    let status = child.wait().expect("wait");
+    seen == steps && !status.success()
+}
+
+/// The steps a clean run of `args` reports.
+fn steps_of(sb: &Sandbox, args: &[&str]) -> usize {
+    let run = sb.run(args);
+    assert_eq!(run.code(), 0, "{}", run.transcript());
+    run.stderr().lines().filter(|l| l.starts_with('✓')).count()
+}
+
+/// After a crash, one `up` makes the lab whole with an empty re-plan, and `down`
+/// leaves nothing.
+async fn recovers(sb: &Sandbox, lab: &str, what: &str) {
+    tokio::task::block_in_place(|| {
+        let up = sb.run(&["up", "--yes"]);
+        assert_eq!(
+            up.code(),
+            0,
+            "{what}: up after the crash\n{}",
+            up.transcript()
+        );
+        let plan = sb.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.code(), 0, "{what}: converged\n{}", plan.transcript());
+    });
+    assert_eq!(
+        owned_count(lab).await,
+        WHOLE_LAB,
+        "{what}: a clean run's inventory"
+    );
+    tokio::task::block_in_place(|| {
+        let down = sb.run(&["down", "--yes", "--delete-captures"]);
+        assert_eq!(down.code(), 0, "{what}: down\n{}", down.transcript());
+    });
+    assert_eq!(owned_count(lab).await, 0, "{what}: nothing left");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_killed_after_any_step_converges_on_the_next_up() {
+    let lab = unique_lab("kill-up");
+    let sb = Sandbox::with_localstack();
+    sb.write("topology.yaml", &default_lab(&lab));
+    let steps = tokio::task::block_in_place(|| {
+        let n = steps_of(&sb, &["up", "--yes"]);
+        assert_eq!(sb.run(&["down", "--yes"]).code(), 0);
+        n
+    });
+    assert!(steps >= 19, "a clean up reports its steps: {steps}");
+    for k in 1..steps {
+        let killed = tokio::task::block_in_place(|| kill_after(&sb, &["up", "--yes"], k));
+        assert!(killed, "up was killed after step {k}");
+        recovers(&sb, &lab, &format!("up killed after step {k}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn down_killed_after_any_step_is_finished_by_the_next_run() {
+    let lab = unique_lab("kill-down");
+    let sb = Sandbox::with_localstack();
+    sb.write("topology.yaml", &default_lab(&lab));
+    let steps = tokio::task::block_in_place(|| {
+        assert_eq!(sb.run(&["up", "--yes"]).code(), 0);
+        steps_of(&sb, &["down", "--yes"])
+    });
+    assert!(steps >= 19, "a clean down reports its steps: {steps}");
+    for k in 1..steps {
+        tokio::task::block_in_place(|| {
+            let up = sb.run(&["up", "--yes"]);
+            assert_eq!(up.code(), 0, "{}", up.transcript());
+            assert!(
+                kill_after(&sb, &["down", "--yes"], k),
+                "down was killed after step {k}"
+            );
+        });
+        recovers(&sb, &lab, &format!("down killed after step {k}")).await;
+    }
+}
