@@ -151,6 +151,13 @@ pub fn calls() -> usize {
     CALLS.load(Ordering::Relaxed)
 }
 
+/// The request at which the process ends itself, as if killed: `LABCTL_CRASH_AT=k`,
+/// for the crash sweep of `bench/faults.sh`. Unset in normal use.
+fn crash_at() -> Option<usize> {
+    static AT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| std::env::var("LABCTL_CRASH_AT").ok()?.parse().ok())
+}
+
 /// Counts requests into [`calls`].
 #[derive(Debug, Clone, Default)]
 pub struct CallCounter;
@@ -166,7 +173,11 @@ impl Intercept for CallCounter {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        CALLS.fetch_add(1, Ordering::Relaxed);
+        let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        if crash_at() == Some(n) {
+            // As a kill would: no cleanup, no message.
+            std::process::abort();
+        }
         Ok(())
     }
 }
