@@ -130,7 +130,7 @@ fn kill_after(sb: &Sandbox, args: &[&str], steps: usize) -> bool {
     let stderr = child.stderr.take().expect("stderr");
     let mut seen = 0;
     for line in BufReader::new(stderr).lines() {
-        if line.expect("line").starts_with('✓') {
+        if is_step(&line.expect("line")) {
             seen += 1;
             if seen == steps {
                 child.kill().expect("SIGKILL labctl");
@@ -142,11 +142,18 @@ fn kill_after(sb: &Sandbox, args: &[&str], steps: usize) -> bool {
     seen == steps && !status.success()
 }
 
+/// A finished step's line (`✓ create vpc [vpc-…] (0.0s)`), not the closing one.
+fn is_step(line: &str) -> bool {
+    ["✓ create ", "✓ update ", "✓ delete ", "✓ revoke "]
+        .iter()
+        .any(|p| line.starts_with(p))
+}
+
 /// The steps a clean run of `args` reports.
 fn steps_of(sb: &Sandbox, args: &[&str]) -> usize {
     let run = sb.run(args);
     assert_eq!(run.code(), 0, "{}", run.transcript());
-    run.stderr().lines().filter(|l| l.starts_with('✓')).count()
+    run.stderr().lines().filter(|l| is_step(l)).count()
 }
 
 /// After a crash, one `up` makes the lab whole with an empty re-plan, and `down`
@@ -176,7 +183,7 @@ async fn recovers(sb: &Sandbox, lab: &str, what: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn up_killed_after_any_step_converges_on_the_next_up() {
+async fn up_killed_inside_and_between_stages_converges_on_the_next_up() {
     let lab = unique_lab("kill-up");
     let sb = Sandbox::with_localstack();
     sb.write("topology.yaml", &default_lab(&lab));
@@ -186,7 +193,9 @@ async fn up_killed_after_any_step_converges_on_the_next_up() {
         n
     });
     assert!(steps >= 19, "a clean up reports its steps: {steps}");
-    for k in 1..steps {
+    // Spread over the run: inside stages and between them, first and last included.
+    let points: Vec<usize> = (1..steps).step_by(3).chain([steps - 1]).collect();
+    for k in points {
         let killed = tokio::task::block_in_place(|| kill_after(&sb, &["up", "--yes"], k));
         assert!(killed, "up was killed after step {k}");
         recovers(&sb, &lab, &format!("up killed after step {k}")).await;
@@ -194,7 +203,7 @@ async fn up_killed_after_any_step_converges_on_the_next_up() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn down_killed_after_any_step_is_finished_by_the_next_run() {
+async fn down_killed_between_and_inside_stages_is_finished_by_the_next_run() {
     let lab = unique_lab("kill-down");
     let sb = Sandbox::with_localstack();
     sb.write("topology.yaml", &default_lab(&lab));
@@ -203,7 +212,8 @@ async fn down_killed_after_any_step_is_finished_by_the_next_run() {
         steps_of(&sb, &["down", "--yes"])
     });
     assert!(steps >= 19, "a clean down reports its steps: {steps}");
-    for k in 1..steps {
+    // Spread over the run: inside stages and between them.
+    for k in (1..steps).step_by(4) {
         tokio::task::block_in_place(|| {
             let up = sb.run(&["up", "--yes"]);
             assert_eq!(up.code(), 0, "{}", up.transcript());
