@@ -146,14 +146,33 @@ impl Applier<'_> {
     pub(in crate::aws) async fn delete_profile(&self, id: &str, role: &str) -> anyhow::Result<()> {
         let iam = &self.c.iam;
         if !role.is_empty() {
-            gone(
+            let removed = gone(
                 iam.remove_role_from_instance_profile()
                     .instance_profile_name(id)
                     .role_name(role)
                     .send()
                     .await
                     .map_err(aws("IAM RemoveRoleFromInstanceProfile")),
-            )?;
+            );
+            // A retry whose first attempt took effect can fail in ways of its own
+            // (the emulator the tests use answers a 500): what counts is whether the
+            // profile still holds the role.
+            if let Err(e) = removed {
+                let now = iam
+                    .get_instance_profile()
+                    .instance_profile_name(id)
+                    .send()
+                    .await
+                    .map_err(aws(format!("IAM GetInstanceProfile {id}")))
+                    .absent_if(&["NoSuchEntity"])?;
+                let holds = now
+                    .as_ref()
+                    .and_then(|p| p.instance_profile())
+                    .is_some_and(|p| p.roles().iter().any(|r| r.role_name() == role));
+                if holds {
+                    return Err(e.into());
+                }
+            }
         }
         gone(
             iam.delete_instance_profile()
