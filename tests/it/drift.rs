@@ -4,18 +4,8 @@
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, Ipv6Range, PrefixListId};
 
-use crate::harness::{Sandbox, Teardown, sdk_config, unique_lab};
-use crate::reconcile::{REGION, default_lab, lab_filter};
-
-/// A default lab, up; the test drifts it, then `repair` checks the plan and one `up`.
-fn lab_up(prefix: &str) -> (Sandbox, String) {
-    let lab = unique_lab(prefix);
-    let sb = Sandbox::with_localstack();
-    sb.write("topology.yaml", &default_lab(&lab));
-    let up = tokio::task::block_in_place(|| sb.run(&["up", "--yes"]));
-    assert_eq!(up.code(), 0, "{}", up.transcript());
-    (sb, lab)
-}
+use crate::harness::{Sandbox, Teardown, sdk_config};
+use crate::reconcile::{REGION, lab_filter, lab_up};
 
 fn repair(sb: &Sandbox, plan_has: &[&str]) {
     tokio::task::block_in_place(|| {

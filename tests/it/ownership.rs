@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::harness::{Sandbox, Teardown, sdk_config, unique_lab};
-use crate::reconcile::{REGION, default_lab, lab_filter, owned_count, vpc_id};
+use crate::reconcile::{
+    REGION, default_lab, delete_record_set, lab_filter, lab_up, owned_count, vpc_id,
+};
 
 /// A stand-in for the public address service on loopback (the real one is on the
 /// internet, which tests do not reach): it answers every request with one address
@@ -239,14 +241,8 @@ async fn only_the_exact_bucket_name_is_adopted() {
 /// as such.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_zone_marked_by_the_release_before_is_still_the_labs() {
-    let lab = unique_lab("old");
-    let sb = Sandbox::with_localstack();
-    sb.write("topology.yaml", &default_lab(&lab));
+    let (sb, lab) = lab_up("old");
     let _down = Teardown::new(&sb, &["--delete-captures"]);
-    tokio::task::block_in_place(|| {
-        let up = sb.run(&["up", "--yes"]);
-        assert_eq!(up.code(), 0, "{}", up.transcript());
-    });
     let config = sdk_config(REGION).await;
     let r53 = aws_sdk_route53::Client::new(&config);
     // Replace the zone with one marked as the release before marked it.
@@ -268,23 +264,7 @@ async fn a_zone_marked_by_the_release_before_is_still_the_labs() {
         .iter()
         .filter(|r| r.r#type().as_str() == "A")
     {
-        r53.change_resource_record_sets()
-            .hosted_zone_id(zone.id())
-            .change_batch(
-                aws_sdk_route53::types::ChangeBatch::builder()
-                    .changes(
-                        aws_sdk_route53::types::Change::builder()
-                            .action(aws_sdk_route53::types::ChangeAction::Delete)
-                            .resource_record_set(set.clone())
-                            .build()
-                            .expect("change"),
-                    )
-                    .build()
-                    .expect("batch"),
-            )
-            .send()
-            .await
-            .expect("delete record");
+        delete_record_set(&r53, zone.id(), set.clone()).await;
     }
     r53.delete_hosted_zone()
         .id(zone.id())
@@ -344,14 +324,8 @@ async fn a_zone_marked_by_the_release_before_is_still_the_labs() {
 /// expects a digest, and tags that are not ASCII, break no command.
 #[tokio::test(flavor = "multi_thread")]
 async fn text_from_aws_that_is_not_ascii_breaks_no_command() {
-    let lab = unique_lab("utf8");
-    let sb = Sandbox::with_localstack();
-    sb.write("topology.yaml", &default_lab(&lab));
+    let (sb, lab) = lab_up("utf8");
     let _down = Teardown::new(&sb, &["--delete-captures"]);
-    tokio::task::block_in_place(|| {
-        let up = sb.run(&["up", "--yes"]);
-        assert_eq!(up.code(), 0, "{}", up.transcript());
-    });
     let config = sdk_config(REGION).await;
     let bucket = format!("{lab}-captures-000000000000-{REGION}");
     crate::bootstrap::s3()

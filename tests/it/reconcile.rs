@@ -21,6 +21,41 @@ pub(crate) fn default_lab(lab: &str) -> String {
         .replace("image: ubuntu-24.04", &format!("image: {AMI}"))
 }
 
+/// A default lab, up, in a sandbox of its own.
+pub(crate) fn lab_up(prefix: &str) -> (Sandbox, String) {
+    let lab = unique_lab(prefix);
+    let sb = Sandbox::with_localstack();
+    sb.write("topology.yaml", &default_lab(&lab));
+    let up = tokio::task::block_in_place(|| sb.run(&["up", "--yes"]));
+    assert_eq!(up.code(), 0, "{}", up.transcript());
+    (sb, lab)
+}
+
+/// Deletes one record set of a zone, as a person at the console would.
+pub(crate) async fn delete_record_set(
+    r53: &aws_sdk_route53::Client,
+    zone: &str,
+    set: aws_sdk_route53::types::ResourceRecordSet,
+) {
+    r53.change_resource_record_sets()
+        .hosted_zone_id(zone)
+        .change_batch(
+            aws_sdk_route53::types::ChangeBatch::builder()
+                .changes(
+                    aws_sdk_route53::types::Change::builder()
+                        .action(aws_sdk_route53::types::ChangeAction::Delete)
+                        .resource_record_set(set)
+                        .build()
+                        .expect("change"),
+                )
+                .build()
+                .expect("batch"),
+        )
+        .send()
+        .await
+        .expect("delete record");
+}
+
 pub(crate) fn lab_sandbox(prefix: &str) -> (Sandbox, String) {
     let lab = unique_lab(prefix);
     let sb = Sandbox::with_localstack();
@@ -608,23 +643,7 @@ async fn drift_is_detected_by_plan_and_repaired_by_up() {
         .find(|r| r.name() == "server.lab.internal.")
         .expect("record")
         .clone();
-    r53.change_resource_record_sets()
-        .hosted_zone_id(&zone_id)
-        .change_batch(
-            aws_sdk_route53::types::ChangeBatch::builder()
-                .changes(
-                    aws_sdk_route53::types::Change::builder()
-                        .action(aws_sdk_route53::types::ChangeAction::Delete)
-                        .resource_record_set(server)
-                        .build()
-                        .expect("change"),
-                )
-                .build()
-                .expect("batch"),
-        )
-        .send()
-        .await
-        .expect("delete record");
+    delete_record_set(&r53, &zone_id, server).await;
 
     tokio::task::block_in_place(|| {
         let (code, plan) = plan_code(&sb);
