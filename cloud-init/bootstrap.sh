@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # labctl instance bootstrap: fetch labnet with the instance role, verify it, install
-# it, run the role's services, and report the result to the lab's bucket.
+# it, run the role's services, and report the result to the lab's bucket, under
+# reports/<writer>.json (see labctl-lib.sh).
 # What it shares with lab-capture (the env file, IMDSv2, S3 signing) is in
 # labctl-lib.sh, with its test hooks; LABCTL_LIB says where that is.
 set -Eeuo pipefail
@@ -117,8 +118,8 @@ report() {
     if [[ $ok == true ]]; then printf 'null'; else json_str "$ERROR"; fi
     printf ',"log_tail":%s}\n' "$(json_str "$(tail -n 30 "$LOG")")"
   } >"$file"
-  if retry s3_fetch PUT "reports/$INSTANCE.json" "$file" application/json; then
-    log "reported ok=$ok to s3://$BUCKET/reports/$INSTANCE.json"
+  if retry s3_put_own "reports/@WRITER@.json" "$file" application/json; then
+    log "reported ok=$ok to s3://$BUCKET/reports/$WRITER.json"
   else
     log "could not write the readiness report"
   fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # lab-capture: record this instance's traffic with tcpdump and put every finished file in
-# the lab's bucket, under captures/<instance>/, with the instance role. `labctl capture`
-# starts it over SSM and `labctl pcap-fetch` brings the files home.
+# the lab's bucket, under captures/<writer>/, with the instance role (the writer is
+# `<role id>:<instance id>`, the only folder the role lets this instance write; see
+# labctl-lib.sh). `labctl capture` starts it over SSM and `labctl pcap-fetch` brings
+# the files home, named after the instance.
 #
 # Usage:
 #   sudo lab-capture record [options] [FILTER...]   record, rotate, upload
@@ -17,9 +19,9 @@
 #   lab-capture upload FILE...                      upload captures made by hand
 #
 # FILTER is a tcpdump filter expression (`tcp port 5000`). A recording's files go to
-# captures/<instance>/<label>-<time>/ in the bucket, and stay in
+# captures/<writer>/<label>-<time>/ in the bucket, and stay in
 # /var/lib/labctl/captures/<label>-<time>/ here; a file uploaded by hand goes to
-# captures/<instance>/ (or its recording's folder, if it is in one). The log is
+# captures/<writer>/ (or its recording's folder, if it is in one). The log is
 # /var/log/lab-capture.log. Test hooks: LABCTL_CAPTURE_DIR, LABCTL_CAPTURE_LOG,
 # LABCTL_LIB and those of labctl-lib.sh.
 set -Eeuo pipefail
@@ -59,7 +61,8 @@ count_arg() {
   [[ $2 =~ ^[1-9][0-9]{0,8}$ ]] || die "$1 takes a whole number greater than 0, not \`$2'"
 }
 
-# The S3 key of a capture file: in its recording's folder when it is in one. tcpdump's
+# The S3 key of a capture file below the writer's folder (@WRITER@ until s3_put_own
+# knows it): in its recording's folder when it is in one. tcpdump's
 # size rotation appends a number after `.pcap` (x.pcap1); the key keeps `.pcap` last
 # so Wireshark recognises every file.
 key_of() {
@@ -73,7 +76,7 @@ key_of() {
     name="${BASH_REMATCH[1]}-${BASH_REMATCH[2]}.pcap"
   fi
   name=${name//[^A-Za-z0-9._-]/_}
-  printf 'captures/%s/%s%s' "$INSTANCE" "$session" "$name"
+  printf 'captures/@WRITER@/%s%s' "$session" "$name"
 }
 
 is_capture() {
@@ -85,11 +88,13 @@ is_capture() {
   esac
 }
 
+whoami_here() { fetch_credentials && fetch_writer; }
+
 put() {
   local key
   key=$(key_of "$1")
-  if retry s3_fetch PUT "$key" "$1" "$PCAP_TYPE"; then
-    log "uploaded $1 to s3://$BUCKET/$key"
+  if retry s3_put_own "$key" "$1" "$PCAP_TYPE"; then
+    log "uploaded $1 to s3://$BUCKET/${key//@WRITER@/$WRITER}"
   else
     log "could not upload $1 to s3://$BUCKET/$key (see $LOG)"
     return 1
@@ -200,7 +205,11 @@ record() {
         -- "${filter[@]}" </dev/null >/dev/null 2>>"$LOG"
     fi
     echo "recording on $iface $what"
-    echo "files go to s3://$BUCKET/captures/$INSTANCE/$label-$stamp/"
+    if retry whoami_here; then
+      echo "files go to s3://$BUCKET/captures/$WRITER/$label-$stamp/"
+    else
+      echo "files go to s3://$BUCKET/captures/<this instance>/$label-$stamp/ (STS did not say who this instance is yet; see $LOG)"
+    fi
     return 0
   fi
   # tcpdump drops to its own user after opening the interface; it writes only here.
@@ -233,7 +242,7 @@ record() {
   fi
   upload_finished "$dir" finished ||
     fail "some files of $dir were not uploaded; \`sudo lab-capture upload $dir/*.pcap*' tries again"
-  log "done: ${#UPLOADED[@]} file(s) in s3://$BUCKET/captures/$INSTANCE/${dir##*/}/"
+  log "done: ${#UPLOADED[@]} file(s) in s3://$BUCKET/captures/${WRITER:-@WRITER@}/${dir##*/}/"
   if ! $ended; then
     return 1
   fi
@@ -241,7 +250,7 @@ record() {
 
 upload() {
   (($#)) || die "upload needs at least one file"
-  local f
+  local f key
   for f; do
     [[ -f $f && -r $f ]] || die "cannot read $f"
     is_capture "$f" || die "$f is not a pcap or pcapng file"
@@ -249,7 +258,8 @@ upload() {
   read_env
   for f; do
     put "$f" || fail "could not upload $f"
-    echo "s3://$BUCKET/$(key_of "$f")"
+    key=$(key_of "$f")
+    echo "s3://$BUCKET/${key//@WRITER@/$WRITER}"
   done
 }
 

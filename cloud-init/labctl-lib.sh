@@ -3,8 +3,11 @@
 # instance's values, gets the instance role's credentials through IMDSv2, and signs S3
 # requests with them (curl --aws-sigv4). Sourced, never run; the sourcing script sets
 # LOG (its log file) first.
-# Test hooks: LABCTL_ENV_FILE, LABCTL_S3_ENDPOINT, LABCTL_RETRIES, LABCTL_BACKOFF and the
-# standard AWS_EC2_METADATA_SERVICE_ENDPOINT.
+# What an instance writes goes under its writer, `<role id>:<instance id>`: the name
+# AWS gives the role's session on this instance (IAM's aws:userid). The role's policy
+# lets it write nowhere else, so no instance can write another's evidence.
+# Test hooks: LABCTL_ENV_FILE, LABCTL_S3_ENDPOINT, LABCTL_STS_ENDPOINT, LABCTL_RETRIES,
+# LABCTL_BACKOFF and the standard AWS_EC2_METADATA_SERVICE_ENDPOINT.
 
 ENV_FILE=${LABCTL_ENV_FILE:-/etc/labctl/instance.env}
 IMDS=${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}
@@ -17,7 +20,7 @@ BACKOFF=${LABCTL_BACKOFF:-2}
 LAB="" INSTANCE="" ROLE="" REGION="" BUCKET="" SERVICES=""
 # shellcheck disable=SC2034
 LABNET_BUCKET="" LABNET_KEY="" LABNET_URL="" LABNET_SHA256=""
-AK="" SK="" TOKEN="" INSTANCE_ID="" ERROR=""
+AK="" SK="" TOKEN="" INSTANCE_ID="" WRITER="" ERROR=""
 
 # To the log, and to stderr unless LABCTL_LOG_QUIET is set (stderr is the log then).
 log() {
@@ -97,19 +100,40 @@ fetch_credentials() {
   [[ -n $AK && -n $SK ]]
 }
 
+# Sets WRITER from STS GetCallerIdentity's UserId, signed with the role's credentials.
+# It must be this instance's: `<role id>:<instance id>` with our own instance id.
+fetch_writer() {
+  local url out
+  url="${LABCTL_STS_ENDPOINT:-https://sts.$REGION.amazonaws.com}"
+  out=$(printf 'user = "%s:%s"\nheader = "x-amz-security-token: %s"\n' "$AK" "$SK" "$TOKEN" |
+    curl -sS -f --max-time 30 --aws-sigv4 "aws:amz:$REGION:sts" --config - \
+      -H "Content-Type: application/x-www-form-urlencoded" \
+      --data "Action=GetCallerIdentity&Version=2011-06-15" "${url%/}/" 2>>"$LOG") || return 1
+  WRITER=$(sed -n 's:.*<UserId>\([^<]*\)</UserId>.*:\1:p' <<<"$out" | head -n 1)
+  if [[ ! $WRITER =~ ^[A-Z0-9]{16,128}:i-([0-9a-f]{8}|[0-9a-f]{17})$ || ${WRITER#*:} != "$INSTANCE_ID" ]]; then
+    log "these credentials are not this instance's role (STS UserId \`$WRITER')"
+    WRITER=""
+    return 1
+  fi
+}
+
 # The one signing helper for every S3 call: s3 GET <key> <file>, or
 # s3 PUT <key> <file> <content-type>. A PUT carries the file's SHA-256, which S3 checks
-# and keeps (labctl pcap-fetch verifies downloads against it).
+# and keeps (labctl pcap-fetch verifies downloads against it), and the instance it
+# claims to come from, which labctl pcap-fetch checks against the key's writer.
 # Credentials go to curl on stdin, never on its command line.
 s3() {
   local method=$1 key=$2 file=$3 url sum
   url="${LABCTL_S3_ENDPOINT:-https://s3.$REGION.amazonaws.com}"
-  url="${url%/}/$BUCKET/$key"
+  # The key as S3 signs it: a writer's `:` percent-encoded (keys hold nothing else
+  # outside A-Za-z0-9._-/), so the path curl signs is the one S3 computes.
+  url="${url%/}/$BUCKET/${key//:/%3A}"
   local args=(-sS -f --max-time 600 --aws-sigv4 "aws:amz:$REGION:s3" --config -
     -H "x-amz-content-sha256: UNSIGNED-PAYLOAD")
   if [[ $method == PUT ]]; then
     sum=$(openssl dgst -sha256 -binary "$file" | base64 -w 0) || return 1
-    args+=(-X PUT -H "Content-Type: $4" -H "x-amz-checksum-sha256: $sum" --upload-file "$file")
+    args+=(-X PUT -H "Content-Type: $4" -H "x-amz-checksum-sha256: $sum"
+      -H "x-amz-meta-labctl-instance-id: $INSTANCE_ID" --upload-file "$file")
   else
     args+=(-o "$file")
   fi
@@ -119,3 +143,9 @@ s3() {
 
 # Fresh credentials for every call: the role's rotate.
 s3_fetch() { fetch_credentials && s3 "$@"; }
+
+# PUTs file $2 (type $3) as this instance's own: key $1 with @WRITER@ replaced. The
+# writer is asked for each time, as a renamed role gives the instance a new one.
+s3_put_own() {
+  fetch_credentials && fetch_writer && s3 PUT "${1//@WRITER@/$WRITER}" "$2" "$3"
+}

@@ -11,11 +11,13 @@ mod lab;
 mod myip;
 mod plot;
 mod printer;
+mod registry;
 mod reports;
 mod session;
 mod targets;
 mod terminal;
 mod topology_file;
+mod untrusted;
 
 use std::process::ExitCode;
 

@@ -55,6 +55,12 @@ impl Printer {
         }
     }
 
+    /// A warning on stderr: something was left out or could not be done, and the
+    /// command goes on.
+    pub fn warn(&self, text: &str) {
+        eprintln!("{} {text}", "warning:".yellow().bold());
+    }
+
     /// An error on stderr.
     pub fn error(&self, text: &str) {
         eprintln!("{} {text}", "error:".red().bold());

@@ -7,20 +7,22 @@
 //! the tail of the bootstrap's log).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::bail;
+use labctl_core::marks::{self, REPORTS_PREFIX};
 use serde::Deserialize;
 
 use crate::aws::{Absent, Clients, aws};
 use crate::printer::Printer;
+use crate::untrusted;
 
-/// The key an instance's report is written under.
-pub fn key(instance: &str) -> String {
-    format!("{}{instance}.json", labctl_core::marks::REPORTS_PREFIX)
-}
+/// A report is a few KB; anything larger is refused without being read.
+pub const MAX_REPORT_BYTES: u64 = 64 * 1024;
 
-/// One instance's report, as `cloud-init/bootstrap.sh` writes it.
+/// One instance's report, as `cloud-init/bootstrap.sh` writes it. Every field was
+/// written on the instance, so none is trusted: [`Report::cleaned`] makes them safe to
+/// print.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Report {
     /// The instance that wrote it (a replaced instance's report names the old one).
@@ -45,6 +47,25 @@ pub struct Report {
     pub log_tail: String,
 }
 
+impl Report {
+    /// The report with every control character gone from what it says.
+    fn cleaned(self) -> Self {
+        Report {
+            instance_id: untrusted::line(&self.instance_id),
+            ok: self.ok,
+            labnet_version: untrusted::line(&self.labnet_version),
+            services: self
+                .services
+                .iter()
+                .map(|(k, v)| (untrusted::line(k), untrusted::line(v)))
+                .collect(),
+            finished_at: untrusted::line(&self.finished_at),
+            error: self.error.as_deref().map(untrusted::line),
+            log_tail: untrusted::text(&self.log_tail),
+        }
+    }
+}
+
 /// Where an instance's bootstrap stands.
 #[derive(Debug, Clone)]
 pub enum Readiness {
@@ -53,6 +74,9 @@ pub enum Readiness {
     Pending,
     /// It reported.
     Reported(Report),
+    /// What it wrote is not a report labctl reads: too large, not JSON, or claiming
+    /// another instance. Why, in words safe to print.
+    Invalid(String),
 }
 
 impl Readiness {
@@ -77,39 +101,150 @@ impl Readiness {
                 "FAILED: {}",
                 r.error.as_deref().unwrap_or("the bootstrap failed")
             ),
+            Readiness::Invalid(why) => format!("UNREADABLE REPORT: {why}"),
         }
     }
 
     /// True once the instance has reported, well or not.
     pub fn is_final(&self) -> bool {
-        matches!(self, Readiness::Reported(_))
+        matches!(self, Readiness::Reported(_) | Readiness::Invalid(_))
     }
 }
 
-/// Reads the report of `instance`, counting only one written by `instance_id`.
-pub async fn read(
+/// A report in the bucket.
+#[derive(Debug, Clone)]
+struct Listed {
+    key: String,
+    size: u64,
+    modified: SystemTime,
+}
+
+/// The reports of `instances` (name, id), in their order. One listing finds them all:
+/// each instance's report is under its writer (`reports/<role id>:<instance id>.json`),
+/// the newest if a renamed role made two. A report under the instance's name, as
+/// releases before wrote them, counts when it names this instance.
+pub async fn read_all(
     c: &Clients,
     bucket: &str,
-    instance: &str,
+    instances: &[(String, String)],
+) -> anyhow::Result<Vec<Readiness>> {
+    let listed = list(c, bucket).await?;
+    let reads = instances.iter().map(|(name, id)| {
+        let by_writer = listed
+            .iter()
+            .filter(|l| {
+                l.key
+                    .strip_prefix(REPORTS_PREFIX)
+                    .and_then(|k| k.strip_suffix(".json"))
+                    .and_then(marks::writer)
+                    .is_some_and(|w| w.instance_id == id)
+            })
+            .max_by_key(|l| l.modified);
+        let legacy = format!("{REPORTS_PREFIX}{name}.json");
+        let found = by_writer
+            .map(|l| (l, true))
+            .or_else(|| listed.iter().find(|l| l.key == legacy).map(|l| (l, false)));
+        async move {
+            match found {
+                None => Ok(Readiness::Pending),
+                Some((l, own)) => read(c, bucket, l, id, own).await,
+            }
+        }
+    });
+    futures::future::join_all(reads).await.into_iter().collect()
+}
+
+async fn list(c: &Clients, bucket: &str) -> anyhow::Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    let mut pages =
+        c.s3.list_objects_v2()
+            .bucket(bucket)
+            .prefix(REPORTS_PREFIX)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .into_paginator()
+            .send();
+    while let Some(page) = pages.next().await {
+        let Some(page) = page
+            .map_err(aws(format!("S3 ListObjectsV2 {bucket}")))
+            .absent_if(&["NoSuchBucket"])?
+        else {
+            return Ok(Vec::new());
+        };
+        out.extend(page.contents().iter().filter_map(|o| {
+            Some(Listed {
+                key: crate::aws::listed_key(o.key()?),
+                size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
+                modified: o
+                    .last_modified()
+                    .and_then(|t| SystemTime::try_from(*t).ok())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+            })
+        }));
+    }
+    Ok(out)
+}
+
+/// Reads one report, refusing what is too large, malformed or from elsewhere. `own`:
+/// the key is the instance's own writer's, which only it can write.
+async fn read(
+    c: &Clients,
+    bucket: &str,
+    listed: &Listed,
     instance_id: &str,
+    own: bool,
 ) -> anyhow::Result<Readiness> {
-    let key = key(instance);
+    let too_large = |size: u64| {
+        Readiness::Invalid(format!(
+            "s3://{bucket}/{} is {size} bytes; a report is at most {} KiB, so it was not read",
+            untrusted::line(&listed.key),
+            MAX_REPORT_BYTES / 1024
+        ))
+    };
+    if listed.size > MAX_REPORT_BYTES {
+        return Ok(too_large(listed.size));
+    }
     let Some(object) =
         c.s3.get_object()
             .bucket(bucket)
-            .key(&key)
+            .key(&listed.key)
             .send()
             .await
-            .map_err(aws(format!("S3 GetObject {key}")))
+            .map_err(aws(format!("S3 GetObject {}", listed.key)))
             .absent_if(&["NoSuchKey"])?
     else {
         return Ok(Readiness::Pending);
     };
-    let bytes = object.body.collect().await?.into_bytes();
-    let report: Report = serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow::anyhow!("s3://{bucket}/{key} is not a readiness report: {e}"))?;
+    // The listing's size is a hint; the bytes read are what count.
+    let mut body = object.body;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.try_next().await? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() as u64 > MAX_REPORT_BYTES {
+            return Ok(too_large(bytes.len() as u64));
+        }
+    }
+    let report: Report = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return Ok(Readiness::Invalid(format!(
+                "s3://{bucket}/{} is not a readiness report: {}",
+                untrusted::line(&listed.key),
+                untrusted::line(&e.to_string())
+            )));
+        }
+    };
+    let report = report.cleaned();
     if report.instance_id != instance_id {
-        return Ok(Readiness::Pending);
+        // Under a name, a replaced instance's report is simply old; under the
+        // instance's own writer, it is a lie.
+        return Ok(if own {
+            Readiness::Invalid(format!(
+                "the report under its own key claims to come from `{}`",
+                report.instance_id
+            ))
+        } else {
+            Readiness::Pending
+        });
     }
     Ok(Readiness::Reported(report))
 }
@@ -129,6 +264,7 @@ pub async fn wait(
     let width = instances.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut pending: Vec<&(String, String)> = instances.iter().collect();
     let mut failed = Vec::new();
+    let mut unreadable = Vec::new();
     let mut delay = Duration::from_secs(1);
     printer.note(&format!(
         "waiting up to {} for {} instance(s) to report ready",
@@ -136,12 +272,10 @@ pub async fn wait(
         instances.len()
     ));
     loop {
-        let reads =
-            futures::future::join_all(pending.iter().map(|(name, id)| read(c, bucket, name, id)))
-                .await;
+        let asked: Vec<(String, String)> = pending.iter().map(|e| (*e).clone()).collect();
+        let reads = read_all(c, bucket, &asked).await?;
         let mut still = Vec::new();
         for (entry, readiness) in pending.into_iter().zip(reads) {
-            let readiness = readiness?;
             if !readiness.is_final() {
                 still.push(entry);
                 continue;
@@ -160,6 +294,12 @@ pub async fn wait(
                         printer.note(&format!("    {l}"));
                     }
                     failed.push(entry.0.clone());
+                }
+                // One instance's bad report is its own failure; the others are
+                // still waited for.
+                Readiness::Invalid(_) => {
+                    printer.error(&line);
+                    unreadable.push(entry.0.clone());
                 }
                 _ => printer.success(&line),
             }
@@ -182,8 +322,15 @@ pub async fn wait(
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(10));
     }
-    if !failed.is_empty() {
-        bail!("the bootstrap failed on {}", failed.join(", "));
+    match (failed.is_empty(), unreadable.is_empty()) {
+        (true, true) => {}
+        (false, true) => bail!("the bootstrap failed on {}", failed.join(", ")),
+        (true, false) => bail!("unreadable readiness report from {}", unreadable.join(", ")),
+        (false, false) => bail!(
+            "the bootstrap failed on {}; unreadable readiness report from {}",
+            failed.join(", "),
+            unreadable.join(", ")
+        ),
     }
     Ok(reported)
 }

@@ -420,6 +420,17 @@ fn canonical(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// A key from a listing asked for with `EncodingType=url`. Keys are whatever an
+/// instance chose, and XML 1.0 cannot carry every byte (a control character would
+/// make the whole listing unreadable), so every listing asks S3 to encode them; S3
+/// encodes a space as `+`, as HTML forms do.
+pub fn listed_key(raw: &str) -> String {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,16 @@ pub async fn run(
     printer.note(plan::render(&plan).trim_end());
     confirm(&plan, args.yes, printer)?;
     guard_captures(&lab.clients, &plan, &nothing, args.delete_captures).await?;
+    // The captures outlive the instances: record their names while EC2 still knows.
+    if let (Some(bucket), instances) = super::status::instances_of(&observed)
+        && let Err(e) =
+            crate::registry::record(&lab.clients, &bucket, &lab.desired.lab, &instances).await
+    {
+        printer.warn(&format!(
+            "could not record the instances' names in s3://{bucket}/instances/ ({e:#}); \
+             `labctl pcap-fetch` names their captures by instance id instead"
+        ));
+    }
     let stages = schedule(&plan, &nothing);
     let images = Default::default();
     let inputs = Inputs {

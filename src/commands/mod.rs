@@ -101,29 +101,61 @@ pub async fn guard_captures(
             continue;
         }
         let Some(bucket) = &c.id else { continue };
-        let captures = count_captures(clients, bucket).await?;
-        if captures > 0 && !delete_captures {
+        let held = Held::count(clients, bucket).await?;
+        if held.versions > 0 && !delete_captures {
             anyhow::bail!(
-                "bucket {bucket} still holds {captures} capture file(s) under captures/; \
-                 fetch them first (`labctl pcap-fetch`) or pass --delete-captures; nothing was changed"
+                "bucket {bucket} still holds {held}; fetch them first (`labctl pcap-fetch`) \
+                 or pass --delete-captures, which deletes every version; nothing was changed"
             );
         }
     }
     Ok(())
 }
 
-async fn count_captures(clients: &crate::aws::Clients, bucket: &str) -> anyhow::Result<usize> {
-    let mut pages = clients
-        .s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(labctl_core::marks::CAPTURES_PREFIX)
-        .into_paginator()
-        .send();
-    let mut n = 0;
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(crate::aws::aws(format!("S3 ListObjectsV2 {bucket}")))?;
-        n += page.contents().len();
+/// What a bucket holds under `captures/`, every version counted: an overwritten or
+/// deleted capture is still evidence until the bucket goes.
+struct Held {
+    /// Captures that are current.
+    files: usize,
+    /// Stored versions, current or not (delete markers are not counted).
+    versions: usize,
+}
+
+impl Held {
+    async fn count(clients: &crate::aws::Clients, bucket: &str) -> anyhow::Result<Self> {
+        let all = crate::aws::kinds::bucket::versions(
+            clients,
+            bucket,
+            labctl_core::marks::CAPTURES_PREFIX,
+        )
+        .await?;
+        let mut current = std::collections::BTreeSet::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut versions = 0;
+        for v in &all {
+            // Each key's newest comes first: it decides whether the key is current.
+            if seen.insert(v.key.as_str()) && !v.delete_marker {
+                current.insert(v.key.as_str());
+            }
+            versions += usize::from(!v.delete_marker);
+        }
+        Ok(Held {
+            files: current.len(),
+            versions,
+        })
     }
-    Ok(n)
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} capture file(s) under captures/", self.files)?;
+        if self.versions != self.files {
+            write!(
+                f,
+                " ({} stored version(s), counting overwritten and deleted ones)",
+                self.versions
+            )?;
+        }
+        Ok(())
+    }
 }

@@ -1,6 +1,15 @@
 //! `labctl pcap-fetch [instance...]`: brings the lab's captures home, into
 //! `<out>/<instance>/<file>`, so they open in Wireshark or `labctl pcap-summary`.
 //!
+//! Each instance writes only under its own writer, `captures/<role id>:<instance id>/`
+//! (IAM enforces it); the folder's instance id, not anything the files say, is where
+//! they come from. The name comes from labctl's own record of the lab's instances
+//! (`instances/`, which no instance can write), so captures of replaced or deleted
+//! instances keep their names. Folders named after an instance, as releases before
+//! wrote them, are still read. Anything else is skipped with a warning: a folder of
+//! no instance of this lab, an unsafe path, or a file that claims (in the metadata
+//! the capture helper sets) to come from another instance than its folder's.
+//!
 //! A capture is evidence a student hands in, so every download is checked against what
 //! the bucket holds: the size, and the SHA-256 the capture helper uploaded with (S3
 //! checked it on arrival), or the MD5 of the ETag for a file uploaded without one.
@@ -32,23 +41,35 @@ use crate::aws::{AwsError, Clients, aws};
 use crate::cli::{GlobalArgs, PcapFetchArgs};
 use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
+use crate::untrusted;
 
-/// Where the capture helper puts files: `captures/<instance>/<file>`.
+/// Where the capture helper puts files: `captures/<writer>/<file>`.
 const PREFIX: &str = labctl_core::marks::CAPTURES_PREFIX;
+/// The metadata in which the capture helper names the instance a file comes from
+/// (`x-amz-meta-labctl-instance-id`).
+const CLAIM_METADATA: &str = "labctl-instance-id";
 
 /// One capture in the bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Remote {
     key: String,
+    /// The key's first folder: a writer (`<role id>:<instance id>`) or a name.
+    folder: String,
+    /// The instance's name, once the folder is resolved (the folder until then).
     instance: String,
-    /// The path below the instance's prefix (checked: no `..`, nothing absolute).
+    /// The instance id the folder belongs to, for a writer's folder.
+    origin: Option<String>,
+    /// The path below the instance's prefix (checked: no `..`, nothing absolute, no
+    /// control characters).
     file: PathBuf,
+    /// Where it goes, below `--out`.
+    local: PathBuf,
     size: u64,
     modified: SystemTime,
 }
 
 /// What fetching one capture came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Fetched {
     Downloaded,
     /// Completed from a part an earlier run left, from this offset.
@@ -57,6 +78,8 @@ enum Fetched {
     Present,
     /// The local file differs and `--force` was not given: kept as it is.
     Conflict,
+    /// Not taken: it claims another origin than its folder's. Why.
+    Disowned(String),
 }
 
 /// What the downloaded bytes must match.
@@ -66,6 +89,8 @@ struct Expected {
     etag: Option<String>,
     sha256: Option<Vec<u8>>,
     md5: Option<Vec<u8>>,
+    /// The instance id the uploader wrote into the object's metadata, if any.
+    claim: Option<String>,
 }
 
 pub async fn run(
@@ -98,8 +123,14 @@ pub async fn run(
         .get(&Address::new(Kind::Bucket, "captures"))
         .map(|r| r.name.clone())
         .context("the topology has no capture bucket")?;
-    let listed = list(&lab.clients, &bucket, &instances, printer).await?;
-    let chosen = choose(listed, args.since, args.latest);
+    let records = crate::registry::load(&lab.clients, &bucket).await?;
+    let listed = list(&lab.clients, &bucket, printer).await?;
+    let listed = resolve(&lab, &bucket, listed, &records, printer).await?;
+    let listed: Vec<Remote> = listed
+        .into_iter()
+        .filter(|r| instances.is_empty() || instances.contains(&r.instance))
+        .collect();
+    let chosen = place(choose(listed, args.since, args.latest));
     if chosen.is_empty() {
         let whose = if instances.is_empty() {
             String::new()
@@ -120,9 +151,8 @@ pub async fn run(
     if args.list {
         for r in &chosen {
             printer.result(&format!(
-                "{}/{}\t{}\t{}",
-                r.instance,
-                r.file.display(),
+                "{}\t{}\t{}",
+                r.local.display(),
                 HumanBytes(r.size),
                 aws_smithy_types::DateTime::from(r.modified)
                     .fmt(aws_smithy_types::date_time::Format::DateTime)
@@ -137,10 +167,10 @@ pub async fn run(
     let jobs = usize::from(args.jobs);
     let results: Vec<(Remote, anyhow::Result<Fetched>)> = futures::stream::iter(chosen)
         .map(|r| {
-            let (clients, bucket, bar) = (&lab.clients, bucket.as_str(), &bar);
-            let local = args.out.join(&r.instance).join(&r.file);
+            let (clients, bucket, bar, records) = (&lab.clients, bucket.as_str(), &bar, &records);
+            let local = args.out.join(&r.local);
             async move {
-                let result = fetch(clients, bucket, &r, &local, args.force, bar).await;
+                let result = fetch(clients, bucket, &r, records, &local, args.force, bar).await;
                 (r, result)
             }
         })
@@ -151,10 +181,10 @@ pub async fn run(
 
     let mut results = results;
     results.sort_by(|a, b| a.0.key.cmp(&b.0.key));
-    let (mut fetched, mut bytes, mut present, mut problems) = (0, 0, 0, 0);
+    let (mut fetched, mut bytes, mut present, mut problems, mut disowned) = (0, 0, 0, 0, 0);
     for (r, result) in &results {
-        let local = args.out.join(&r.instance).join(&r.file);
-        let url = format!("s3://{bucket}/{}", r.key);
+        let local = args.out.join(&r.local);
+        let url = format!("s3://{bucket}/{}", untrusted::line(&r.key));
         match result {
             Ok(Fetched::Downloaded) => {
                 fetched += 1;
@@ -186,16 +216,25 @@ pub async fn run(
                     local.display()
                 ));
             }
+            Ok(Fetched::Disowned(why)) => {
+                disowned += 1;
+                printer.warn(&format!("skipping {url}: {why}"));
+            }
             Err(e) => {
                 problems += 1;
-                printer.error(&format!("{url}: {e:#}"));
+                printer.error(&format!("{url}: {}", untrusted::line(&format!("{e:#}"))));
             }
         }
     }
     printer.note(&format!(
-        "{} capture(s): {fetched} downloaded ({}), {present} already here{}",
-        results.len(),
+        "{} capture(s): {fetched} downloaded ({}), {present} already here{}{}",
+        results.len() - disowned,
         HumanBytes(bytes),
+        if disowned > 0 {
+            format!(", {disowned} skipped for their origin")
+        } else {
+            String::new()
+        },
         if problems > 0 {
             format!(", {problems} not fetched")
         } else {
@@ -231,43 +270,37 @@ fn progress(total: u64, printer: &Printer) -> ProgressBar {
     bar
 }
 
-/// Every capture under the instances' prefixes (all of `captures/` for none).
-async fn list(
-    clients: &Clients,
-    bucket: &str,
-    instances: &[String],
-    printer: &Printer,
-) -> anyhow::Result<Vec<Remote>> {
-    let prefixes: Vec<String> = if instances.is_empty() {
-        vec![PREFIX.to_owned()]
-    } else {
-        instances.iter().map(|i| format!("{PREFIX}{i}/")).collect()
-    };
+/// Every object under `captures/` whose key is a safe path; the rest are skipped
+/// with a warning.
+async fn list(clients: &Clients, bucket: &str, printer: &Printer) -> anyhow::Result<Vec<Remote>> {
     let mut found = Vec::new();
-    for prefix in prefixes {
-        let mut pages = clients
-            .s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(aws(format!("S3 ListObjectsV2 {bucket}")));
-            let page = match page {
-                Err(e) if e.is(&["NoSuchBucket"]) => {
-                    bail!("the lab has no bucket {bucket} yet; `labctl up` creates it")
-                }
-                other => other?,
+    let mut pages = clients
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(PREFIX)
+        .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws(format!("S3 ListObjectsV2 {bucket}")));
+        let page = match page {
+            Err(e) if e.is(&["NoSuchBucket"]) => {
+                bail!("the lab has no bucket {bucket} yet; `labctl up` creates it")
+            }
+            other => other?,
+        };
+        for o in page.contents() {
+            let Some(key) = o.key().map(crate::aws::listed_key) else {
+                continue;
             };
-            for o in page.contents() {
-                let Some(key) = o.key() else { continue };
-                match remote(key, o.size(), o.last_modified()) {
-                    Some(r) => found.push(r),
-                    None => printer.note(&format!(
-                        "skipping s3://{bucket}/{key}: not captures/<instance>/<file>"
-                    )),
-                }
+            let key = key.as_str();
+            match remote(key, o.size(), o.last_modified()) {
+                Some(r) => found.push(r),
+                None => printer.warn(&format!(
+                    "skipping s3://{bucket}/{}: not captures/<instance>/<file> with a safe path",
+                    untrusted::line(key)
+                )),
             }
         }
     }
@@ -280,21 +313,150 @@ fn remote(
     size: Option<i64>,
     modified: Option<&aws_smithy_types::DateTime>,
 ) -> Option<Remote> {
-    let (instance, file) = key.strip_prefix(PREFIX)?.split_once('/')?;
+    let (folder, file) = key.strip_prefix(PREFIX)?.split_once('/')?;
     let file = PathBuf::from(file);
-    let safe = !instance.is_empty()
-        && !instance.starts_with('.')
+    let plain = |s: &str| untrusted::line(s) == s;
+    let safe = !folder.is_empty()
+        && !folder.starts_with('.')
+        && plain(folder)
+        && plain(&file.to_string_lossy())
         && file.components().count() > 0
         && file.components().all(|c| matches!(c, Component::Normal(_)));
     safe.then(|| Remote {
         key: key.to_owned(),
-        instance: instance.to_owned(),
+        folder: folder.to_owned(),
+        instance: folder.to_owned(),
+        origin: None,
+        local: PathBuf::from(folder).join(&file),
         file,
         size: size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
         modified: modified
             .and_then(|m| SystemTime::try_from(*m).ok())
             .unwrap_or(SystemTime::UNIX_EPOCH),
     })
+}
+
+/// Names each capture's instance, keeping only those of this lab's instances: a
+/// writer's folder by labctl's record (or, for an instance not recorded yet, its
+/// tags in EC2); a name folder of releases before only under a name the lab has had.
+async fn resolve(
+    lab: &Lab,
+    bucket: &str,
+    listed: Vec<Remote>,
+    records: &BTreeMap<String, crate::registry::Record>,
+    printer: &Printer,
+) -> anyhow::Result<Vec<Remote>> {
+    let unrecorded: std::collections::BTreeSet<&str> = listed
+        .iter()
+        .filter_map(|r| labctl_core::marks::writer(&r.folder))
+        .map(|w| w.instance_id)
+        .filter(|id| !records.contains_key(*id))
+        .collect();
+    let tagged = names_in_ec2(lab, &unrecorded).await?;
+    let mut names: std::collections::BTreeSet<&str> =
+        lab.desired.user_data.keys().map(String::as_str).collect();
+    names.extend(records.values().map(|r| r.name.as_str()));
+    let mut out = Vec::new();
+    let mut strangers = std::collections::BTreeSet::new();
+    for mut r in listed {
+        match labctl_core::marks::writer(&r.folder) {
+            Some(w) => {
+                let name = records
+                    .get(w.instance_id)
+                    .map(|rec| rec.name.clone())
+                    .or_else(|| tagged.get(w.instance_id).cloned());
+                let Some(name) = name else {
+                    if strangers.insert(r.folder.clone()) {
+                        printer.warn(&format!(
+                            "skipping s3://{bucket}/{PREFIX}{}/: {} is not an instance of lab `{}`",
+                            r.folder, w.instance_id, lab.desired.lab
+                        ));
+                    }
+                    continue;
+                };
+                r.origin = Some(w.instance_id.to_owned());
+                r.instance = name;
+            }
+            None if names.contains(r.folder.as_str()) => {}
+            None => {
+                if strangers.insert(r.folder.clone()) {
+                    printer.warn(&format!(
+                        "skipping s3://{bucket}/{PREFIX}{}/: no instance of lab `{}` has that \
+                         name or writes there",
+                        r.folder, lab.desired.lab
+                    ));
+                }
+                continue;
+            }
+        }
+        r.local = PathBuf::from(&r.instance).join(&r.file);
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// Names of the lab's instances among `ids`, from their tags in EC2 (which keeps a
+/// terminated instance for about an hour): for an instance `up` has not recorded yet.
+async fn names_in_ec2(
+    lab: &Lab,
+    ids: &std::collections::BTreeSet<&str>,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("instance-id")
+        .set_values(Some(ids.iter().map(|s| (*s).to_owned()).collect()))
+        .build();
+    let mut pages = lab
+        .clients
+        .ec2
+        .describe_instances()
+        .filters(filter)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(aws("EC2 DescribeInstances"))?;
+        for i in page.reservations().iter().flat_map(|r| r.instances()) {
+            let tag = |k: &str| {
+                i.tags()
+                    .iter()
+                    .find(|t| t.key() == Some(k))
+                    .and_then(|t| t.value())
+            };
+            let (Some(id), Some(lab_tag), Some(address)) = (
+                i.instance_id(),
+                tag(labctl_core::marks::TAG_LAB),
+                tag(labctl_core::marks::TAG_ADDRESS),
+            ) else {
+                continue;
+            };
+            if lab_tag == lab.desired.lab
+                && let Some(name) = address.strip_prefix("instance/")
+            {
+                out.insert(id.to_owned(), name.to_owned());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where each capture goes below `--out`: `<instance>/<file>`, or, where two
+/// instances of one name hold the same file, `<instance>/<instance id>/<file>`.
+fn place(mut chosen: Vec<Remote>) -> Vec<Remote> {
+    let mut count: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    for r in &chosen {
+        *count.entry(r.local.clone()).or_default() += 1;
+    }
+    for r in &mut chosen {
+        if count[&r.local] > 1
+            && let Some(id) = &r.origin
+        {
+            r.local = PathBuf::from(&r.instance).join(id).join(&r.file);
+        }
+    }
+    chosen
 }
 
 /// `--since` and `--latest` applied, in key order. The latest capture of an instance
@@ -334,11 +496,16 @@ async fn fetch(
     clients: &Clients,
     bucket: &str,
     r: &Remote,
+    records: &BTreeMap<String, crate::registry::Record>,
     local: &Path,
     force: bool,
     bar: &ProgressBar,
 ) -> anyhow::Result<Fetched> {
     let mut expected = expected(clients, bucket, &r.key).await?;
+    if let Some(why) = disowned(r, expected.claim.as_deref(), records) {
+        bar.inc(expected.size);
+        return Ok(Fetched::Disowned(why));
+    }
     if let Ok(meta) = tokio::fs::symlink_metadata(local).await
         && !meta.is_file()
     {
@@ -395,6 +562,31 @@ async fn fetch(
     })
 }
 
+/// Why a capture is not taken from its folder, if it claims another origin: a
+/// writer's folder holds only its own instance's files, and a name folder only
+/// files of instances that had that name.
+fn disowned(
+    r: &Remote,
+    claim: Option<&str>,
+    records: &BTreeMap<String, crate::registry::Record>,
+) -> Option<String> {
+    let claim = claim?;
+    let fits = match &r.origin {
+        Some(origin) => claim == origin,
+        None => records.get(claim).is_some_and(|rec| rec.name == r.instance),
+    };
+    (!fits).then(|| {
+        format!(
+            "it claims to come from `{}`, but lies in the folder of {}",
+            untrusted::line(claim),
+            match &r.origin {
+                Some(origin) => format!("{} ({origin})", r.instance),
+                None => r.instance.clone(),
+            }
+        )
+    })
+}
+
 /// `<file>.part`, beside the file.
 fn part_of(local: &Path) -> PathBuf {
     let mut name = local.file_name().unwrap_or_default().to_owned();
@@ -424,7 +616,12 @@ async fn expected(clients: &Clients, bucket: &str, key: &str) -> anyhow::Result<
         .checksum_sha256()
         .and_then(|s| aws_smithy_types::base64::decode(s).ok())
         .filter(|s| s.len() == 32);
+    let claim = head
+        .metadata()
+        .and_then(|m| m.get(CLAIM_METADATA))
+        .map(|c| c.to_owned());
     Ok(Expected {
+        claim,
         size: head
             .content_length()
             .and_then(|n| u64::try_from(n).ok())

@@ -54,17 +54,12 @@ pub async fn readiness(
     let (Some(bucket), instances) = instances_of(observed) else {
         return Ok(BTreeMap::new());
     };
-    let reads = futures::future::join_all(
-        instances
-            .iter()
-            .map(|(name, id)| reports::read(c, &bucket, name, id)),
-    )
-    .await;
-    instances
+    let reads = reports::read_all(c, &bucket, &instances).await?;
+    Ok(instances
         .into_iter()
         .zip(reads)
-        .map(|((name, _), r)| Ok((name, r?)))
-        .collect()
+        .map(|((name, _), r)| (name, r))
+        .collect())
 }
 
 /// Time left before the lifetime guard stops a running instance.
@@ -137,6 +132,11 @@ pub fn print(
                             "services": rep.services,
                             "finished_at": rep.finished_at,
                             "error": rep.error,
+                        }),
+                        Readiness::Invalid(why) => json!({
+                            "reported": true,
+                            "ok": false,
+                            "error": why,
                         }),
                     }),
                     "lifetime_left_seconds": remaining(r).map(|d| d.as_secs()),

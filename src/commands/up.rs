@@ -83,6 +83,11 @@ pub async fn run(
         printer.success(&format!("lab `{}` is up", lab.desired.lab));
         after
     };
+    // Which id is which name, kept where instances cannot write, before they can
+    // write anything to name.
+    if let (Some(bucket), instances) = status::instances_of(&now) {
+        crate::registry::record(&lab.clients, &bucket, &lab.desired.lab, &instances).await?;
+    }
     // With --wait, the reports it waited for are the ones to show.
     let ready = match args.wait {
         Some(timeout) => {

@@ -31,20 +31,56 @@ use crate::sigv4::{Keys, VerifyingProxy};
 
 const TOKEN: &str = "imds-test-token";
 const ROLE: &str = "labctl-test-role";
-/// The role credentials the IMDS double hands out; S3 requests must be signed with them.
-const ACCESS_KEY: &str = "ASIATESTTESTTEST";
-const SECRET_KEY: &str = "test/secret+key";
-const SESSION_TOKEN: &str = "test-session-token";
 
 /// LocalStack's S3 behind a proxy that refuses what real S3 would refuse for its
-/// signature.
+/// signature. It knows no credentials until [`VerifyingProxy::trust`] names them.
 pub(crate) fn signed_s3() -> VerifyingProxy {
-    let keys = Keys {
-        access_key: ACCESS_KEY.into(),
-        secret_key: SECRET_KEY.into(),
-        session_token: Some(SESSION_TOKEN.into()),
-    };
-    VerifyingProxy::start(localstack_endpoint(), keys, REGION)
+    VerifyingProxy::start(localstack_endpoint(), Vec::new(), REGION)
+}
+
+/// The credentials EC2 would give `instance_id` for the lab's role: LocalStack's own
+/// `AssumeRole` of that role, with the instance id as the session's name, which is
+/// what EC2 does. So STS answers `GetCallerIdentity` with `<role id>:<instance id>`,
+/// the writer the instance's keys must use, as on AWS.
+pub(crate) async fn instance_keys(lab: &str, instance_id: &str) -> Keys {
+    let config = sdk_config(REGION).await;
+    let roles = aws_sdk_iam::Client::new(&config)
+        .list_roles()
+        .path_prefix(format!("/labctl/{lab}/"))
+        .send()
+        .await
+        .expect("list the lab's roles");
+    let role = roles.roles().first().expect("the lab has its role");
+    let out = aws_sdk_sts::Client::new(&config)
+        .assume_role()
+        .role_arn(role.arn())
+        .role_session_name(instance_id)
+        .send()
+        .await
+        .expect("assume the lab's role");
+    let creds = out.credentials().expect("credentials");
+    Keys {
+        access_key: creds.access_key_id().to_owned(),
+        secret_key: creds.secret_access_key().to_owned(),
+        session_token: Some(creds.session_token().to_owned()),
+    }
+}
+
+/// The role's id, which starts every writer of the lab's instances.
+pub(crate) async fn role_id(lab: &str) -> String {
+    let config = sdk_config(REGION).await;
+    let roles = aws_sdk_iam::Client::new(&config)
+        .list_roles()
+        .path_prefix(format!("/labctl/{lab}/"))
+        .send()
+        .await
+        .expect("list the lab's roles");
+    roles
+        .roles()
+        .first()
+        .expect("the lab has its role")
+        .role_id()
+        .to_owned()
 }
 
 /// What the IMDS double saw: method and path, and whether the session token came along.
@@ -52,13 +88,14 @@ pub(crate) type Seen = Arc<Mutex<Vec<(String, bool)>>>;
 
 /// Stands in for EC2's instance metadata service (169.254.169.254), which cannot run
 /// here: IMDSv2 only (a GET without the token from `PUT /latest/api/token` gets 401),
-/// the instance's id, one role with fake keys (LocalStack accepts any signature).
-pub(crate) fn imds_double(instance_id: &str) -> (String, Seen) {
+/// the instance's id, and its role's credentials `keys` (see [`instance_keys`]).
+pub(crate) fn imds_double(instance_id: &str, keys: &Keys) -> (String, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind IMDS double");
     let addr = listener.local_addr().expect("addr");
     let seen: Seen = Arc::default();
     let log = Arc::clone(&seen);
     let instance_id = instance_id.to_owned();
+    let keys = keys.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
@@ -100,10 +137,13 @@ pub(crate) fn imds_double(instance_id: &str) -> (String, Seen) {
                     "200 OK",
                     format!(
                         "{{\n  \"Code\" : \"Success\",\n  \"Type\" : \"AWS-HMAC\",\n  \
-                         \"AccessKeyId\" : \"{ACCESS_KEY}\",\n  \
-                         \"SecretAccessKey\" : \"{SECRET_KEY}\",\n  \
-                         \"Token\" : \"{SESSION_TOKEN}\",\n  \
-                         \"Expiration\" : \"2099-01-01T00:00:00Z\"\n}}"
+                         \"AccessKeyId\" : \"{}\",\n  \
+                         \"SecretAccessKey\" : \"{}\",\n  \
+                         \"Token\" : \"{}\",\n  \
+                         \"Expiration\" : \"2099-01-01T00:00:00Z\"\n}}",
+                        keys.access_key,
+                        keys.secret_key,
+                        keys.session_token.as_deref().unwrap_or_default()
                     ),
                 ),
                 _ => ("404 Not Found", String::new()),
@@ -228,7 +268,9 @@ impl Machine {
                 cmd.env_remove(key);
             }
         }
+        // STS goes straight to LocalStack: the proxy checks S3's signatures only.
         cmd.env("LABCTL_S3_ENDPOINT", &s3.endpoint)
+            .env("LABCTL_STS_ENDPOINT", localstack_endpoint())
             .env("LABCTL_RETRIES", "3")
             .env("LABCTL_BACKOFF", "1")
             .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds)
@@ -354,9 +396,13 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
     // Each instance boots from its own user-data.
     let mut machines = std::collections::BTreeMap::new();
     let s3_signed = signed_s3();
+    let mut keys = std::collections::BTreeMap::new();
     for (name, id) in &by_name {
         let ud = user_data_of(id).await;
-        let (imds, seen) = imds_double(id);
+        let creds = instance_keys(&lab, id).await;
+        s3_signed.trust(creds.clone());
+        keys.insert(name.clone(), creds.clone());
+        let (imds, seen) = imds_double(id, &creds);
         let m = Machine::new();
         let out = m.boot(&ud, &imds, &s3_signed);
         assert!(out.status.success(), "{name}: {}", transcript(&out));
@@ -398,14 +444,16 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
         machines.insert(name.clone(), m);
     }
     // Every S3 request was signed as real S3 demands: the labnet download and the
-    // report upload of each instance.
+    // report upload of each instance, under its own writer (`<role id>:<instance id>`,
+    // the `:` percent-encoded as S3 signs it).
     let verdicts = s3_signed.verdicts();
     for (request, verdict) in &verdicts {
         assert_eq!(verdict, &Ok(()), "{request}");
     }
-    for name in by_name.keys() {
+    let role = role_id(&lab).await;
+    for id in by_name.values() {
         let get = format!("GET /{bucket}/{}", labnet_key(&sha));
-        let put = format!("PUT /{bucket}/reports/{name}.json");
+        let put = format!("PUT /{bucket}/reports/{role}%3A{id}.json");
         assert!(
             verdicts.iter().any(|(r, _)| *r == put),
             "{put} in {verdicts:?}"
@@ -491,7 +539,7 @@ async fn instances_boot_from_their_user_data_and_report_to_status_and_up_wait() 
         .send()
         .await
         .expect("tamper");
-    let (imds, _) = imds_double(&by_name["server"]);
+    let (imds, _) = imds_double(&by_name["server"], &keys["server"]);
     let out = server.boot(&server_ud, &imds, &s3_signed);
     assert!(!out.status.success(), "{}", transcript(&out));
     assert_eq!(

@@ -16,11 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bootstrap::{bucket_of, imds_double, s3, signed_s3, user_data_of};
+use crate::bootstrap::{
+    bucket_of, imds_double, instance_keys, role_id, s3, signed_s3, user_data_of,
+};
 use crate::cloudinit::write_files;
 use crate::double::Double;
 use crate::exec::ids;
-use crate::harness::{Run, Sandbox, Teardown, labnet_binary, transcript};
+use crate::harness::{Run, Sandbox, Teardown, labnet_binary, localstack_endpoint, transcript};
 use crate::reconcile::lab_sandbox;
 
 /// The instance's helper files, from its user-data, and where it keeps its captures.
@@ -85,6 +87,8 @@ impl Instance {
             ),
             ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.to_owned()),
             ("LABCTL_S3_ENDPOINT", s3.to_owned()),
+            // STS straight to LocalStack: the proxy checks S3's signatures only.
+            ("LABCTL_STS_ENDPOINT", localstack_endpoint().to_owned()),
             ("LABCTL_RETRIES", "3".to_owned()),
             ("LABCTL_BACKOFF", "1".to_owned()),
         ]
@@ -211,8 +215,12 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
     let user_data = user_data_of(&ids["server"]).await;
     let bucket = bucket_of(&user_data);
     let instance = Instance::from_user_data(&user_data);
-    let (imds, _) = imds_double(&ids["server"]);
+    let creds = instance_keys(&lab, &ids["server"]).await;
+    let (imds, _) = imds_double(&ids["server"], &creds);
     let proxy = signed_s3();
+    proxy.trust(creds);
+    // The server writes under its writer, `<role id>:<instance id>`, and nowhere else.
+    let writer = format!("{}:{}", role_id(&lab).await, ids["server"]);
     let env = instance.env(&imds, &proxy.endpoint);
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let double = Double::start_with_env(&[], &env_refs);
@@ -257,7 +265,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
     let stdout = started.stdout();
     assert!(
         stdout.contains(&format!(
-            "server: files go to s3://{bucket}/captures/server/e2e-"
+            "server: files go to s3://{bucket}/captures/{writer}/e2e-"
         )),
         "{}",
         started.transcript()
@@ -299,7 +307,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     let rotations = instance.files("rot");
     assert!(rotations.len() >= 2, "rotated files: {rotations:?}");
-    let uploaded = keys(&bucket, "captures/server/").await;
+    let uploaded = keys(&bucket, &format!("captures/{writer}/")).await;
     assert_eq!(
         uploaded.len(),
         1 + rotations.len(),
@@ -331,7 +339,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
     };
     let (session, name) = sessions(&recorded[0]);
     let key = format!(
-        "captures/server/{}/{}",
+        "captures/{writer}/{}/{}",
         session.to_string_lossy(),
         name.to_string_lossy()
     );
@@ -470,7 +478,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
     assert!(up.status.success(), "{}", transcript(&up));
     assert_eq!(
         String::from_utf8_lossy(&up.stdout).trim(),
-        format!("s3://{bucket}/captures/server/by-hand.pcap")
+        format!("s3://{bucket}/captures/{writer}/by-hand.pcap")
     );
     let latest = fetch(&sb, &["server", "--latest", "--list"]);
     assert_eq!(latest.code(), 0, "{}", latest.transcript());

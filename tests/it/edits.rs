@@ -451,7 +451,9 @@ async fn the_buckets_name_keeps_the_captures() {
     use sha2::Digest;
     let capture = b"\xd4\xc3\xb2\xa1 a capture that must survive the rename";
     let sha = hex(&sha2::Sha256::digest(capture));
+    let draft = b"\xd4\xc3\xb2\xa1 the first take";
     let key = "captures/server/rename-1/a.pcap";
+    let deleted = "captures/server/rename-1/b.pcap";
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk_config(REGION).await)
             .force_path_style(true)
@@ -464,7 +466,7 @@ async fn the_buckets_name_keeps_the_captures() {
         &[("bucket: auto", "bucket: {lab}-renamed")],
         &[
             "-/+ bucket/captures",
-            "captures/ and reports/ are copied",
+            "captures/, reports/ and instances/ are copied",
             "~ iam-role",
             "-/+ instance/server",
         ],
@@ -477,16 +479,74 @@ async fn the_buckets_name_keeps_the_captures() {
                 (auto, named(lab))
             };
             if !put.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                // The lab has just come up: a student's capture lands in the bucket.
+                // The lab has just come up: a student's capture lands in the bucket,
+                // is overwritten once, and another is deleted. Versioning keeps all.
+                for body in [&draft[..], &capture[..]] {
+                    s3.put_object()
+                        .bucket(&now)
+                        .key(key)
+                        .body(body.to_vec().into())
+                        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                        .send()
+                        .await
+                        .expect("put a capture");
+                }
                 s3.put_object()
                     .bucket(&now)
-                    .key(key)
-                    .body(capture.to_vec().into())
-                    .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                    .key(deleted)
+                    .body(draft.to_vec().into())
                     .send()
                     .await
                     .expect("put a capture");
+                s3.delete_object()
+                    .bucket(&now)
+                    .key(deleted)
+                    .send()
+                    .await
+                    .expect("delete a capture");
             }
+            // Every version came along, oldest first, and the deleted one stays deleted.
+            let versions = s3
+                .list_object_versions()
+                .bucket(&now)
+                .prefix("captures/")
+                .send()
+                .await
+                .expect("versions");
+            // S3 lists a key's versions newest first.
+            let of = |k: &str| {
+                let mut v: Vec<_> = versions
+                    .versions()
+                    .iter()
+                    .filter(|v| v.key() == Some(k))
+                    .collect();
+                v.reverse();
+                v
+            };
+            assert_eq!(of(key).len(), 2, "both versions of {key}: {versions:?}");
+            assert_eq!(of(key)[1].is_latest(), Some(true));
+            let older = s3
+                .get_object()
+                .bucket(&now)
+                .key(key)
+                .set_version_id(of(key)[0].version_id().map(str::to_owned))
+                .send()
+                .await
+                .expect("the older version moved");
+            let older = older.body.collect().await.expect("read").into_bytes();
+            assert_eq!(
+                &older[..],
+                &draft[..],
+                "the overwritten version, byte for byte"
+            );
+            assert_eq!(of(deleted).len(), 1, "{versions:?}");
+            assert!(
+                versions
+                    .delete_markers()
+                    .iter()
+                    .any(|m| m.key() == Some(deleted) && m.is_latest() == Some(true)),
+                "{deleted} is still deleted: {versions:?}"
+            );
             assert!(
                 s3.head_bucket().bucket(&old).send().await.is_err(),
                 "{old} is gone"

@@ -11,6 +11,7 @@ mod cloudinit;
 mod double;
 mod drift;
 mod edits;
+mod evidence;
 mod exec;
 mod faults;
 mod harness;

@@ -417,15 +417,15 @@ async fn up_builds_the_default_lab_as_specified_and_down_removes_it() {
             resources.into_iter().map(move |r| (action.clone(), r))
         })
         .collect();
-    let arn = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
+    let arn = |key: &str| format!("arn:aws:s3:::{bucket}/{key}");
     assert_eq!(
         grants,
         [
-            ("s3:GetObject".into(), arn("artifacts/labnet/")),
-            ("s3:PutObject".into(), arn("reports/")),
-            ("s3:PutObject".into(), arn("captures/")),
+            ("s3:GetObject".into(), arn("artifacts/labnet/*")),
+            ("s3:PutObject".into(), arn("reports/${aws:userid}.json")),
+            ("s3:PutObject".into(), arn("captures/${aws:userid}/*")),
         ],
-        "least privilege: read labnet, write reports and captures, nothing else"
+        "least privilege: read labnet, write the instance's own report and captures, nothing else"
     );
 
     // Bucket: private, encrypted, TLS only, tagged.
@@ -467,6 +467,17 @@ async fn up_builds_the_default_lab_as_specified_and_down_removes_it() {
             .unwrap_or_default()
             .contains("aws:SecureTransport")
     );
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("versioning");
+    assert_eq!(
+        versioning.status(),
+        Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled),
+        "versioned: no overwrite or delete loses a capture"
+    );
 
     // Instances: type, profile, IMDSv2, user-data, and the records that point at them.
     let found = instances(&lab).await;
@@ -497,6 +508,20 @@ async fn up_builds_the_default_lab_as_specified_and_down_removes_it() {
             format!("{host}.lab.internal."),
             i.private_ip_address().expect("private ip").to_owned(),
         );
+        // labctl's record of which id is which name, where instances cannot write.
+        let id = i.instance_id().expect("id");
+        let record = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(format!("instances/{id}.json"))
+            .send()
+            .await
+            .expect("the instance is recorded");
+        let record: serde_json::Value =
+            serde_json::from_slice(&record.body.collect().await.expect("body").into_bytes())
+                .expect("JSON record");
+        assert_eq!(record["name"], host, "{record}");
+        assert_eq!(record["instance_id"], id, "{record}");
     }
     let r53 = aws_sdk_route53::Client::new(&config);
     let zones = r53
@@ -883,7 +908,13 @@ async fn down_refuses_to_lose_captures_unless_told() {
             .build(),
     );
     let bucket = format!("{lab}-captures-000000000000-{REGION}");
-    for key in ["captures/server/a.pcap", "captures/client-1/b.pcap"] {
+    // Two captures, one overwritten and one deleted since: one file is current, and
+    // three versions are evidence the bucket still holds.
+    for key in [
+        "captures/server/a.pcap",
+        "captures/client-1/b.pcap",
+        "captures/server/a.pcap",
+    ] {
         s3.put_object()
             .bucket(&bucket)
             .key(key)
@@ -892,11 +923,20 @@ async fn down_refuses_to_lose_captures_unless_told() {
             .await
             .expect("put");
     }
+    s3.delete_object()
+        .bucket(&bucket)
+        .key("captures/client-1/b.pcap")
+        .send()
+        .await
+        .expect("delete");
     tokio::task::block_in_place(|| {
         let refused = sb.run(&["down", "--yes"]);
         assert_eq!(refused.code(), 1);
         assert!(
-            refused.stderr().contains("still holds 2 capture file(s)"),
+            refused.stderr().contains(
+                "still holds 1 capture file(s) under captures/ (3 stored version(s), counting \
+                 overwritten and deleted ones)"
+            ),
             "{}",
             refused.transcript()
         );
@@ -904,6 +944,11 @@ async fn down_refuses_to_lose_captures_unless_told() {
         ok(&sb, &["down", "--yes", "--delete-captures"]);
     });
     assert_eq!(owned_count(&lab).await, 0);
+    // Every version and delete marker went, so the bucket could go.
+    assert!(
+        s3.head_bucket().bucket(&bucket).send().await.is_err(),
+        "{bucket} is gone"
+    );
 }
 
 #[test]

@@ -28,10 +28,13 @@ pub type Verdict = (String, Result<(), String>);
 pub struct VerifyingProxy {
     pub endpoint: String,
     pub seen: Arc<Mutex<Vec<Verdict>>>,
+    /// The credentials it knows, one set per instance; a request names its own by
+    /// access key.
+    keys: Arc<Mutex<Vec<Keys>>>,
 }
 
 impl VerifyingProxy {
-    pub fn start(upstream: &str, keys: Keys, region: &str) -> Self {
+    pub fn start(upstream: &str, keys: Vec<Keys>, region: &str) -> Self {
         let upstream = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -41,18 +44,26 @@ impl VerifyingProxy {
         let seen: Arc<Mutex<Vec<Verdict>>> = Arc::default();
         let log = Arc::clone(&seen);
         let region = region.to_owned();
+        let keys = Arc::new(Mutex::new(keys));
+        let known = Arc::clone(&keys);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (keys, region, upstream, log) = (
-                    keys.clone(),
-                    region.clone(),
-                    upstream.clone(),
-                    Arc::clone(&log),
-                );
+                let keys = known.lock().expect("lock").clone();
+                let (keys, region, upstream, log) =
+                    (keys, region.clone(), upstream.clone(), Arc::clone(&log));
                 std::thread::spawn(move || serve(client, &upstream, &keys, &region, &log));
             }
         });
-        Self { endpoint, seen }
+        Self {
+            endpoint,
+            seen,
+            keys,
+        }
+    }
+
+    /// Accepts requests signed with `keys` too.
+    pub fn trust(&self, keys: Keys) {
+        self.keys.lock().expect("lock").push(keys);
     }
 
     pub fn verdicts(&self) -> Vec<Verdict> {
@@ -60,7 +71,13 @@ impl VerifyingProxy {
     }
 }
 
-fn serve(client: TcpStream, upstream: &str, keys: &Keys, region: &str, log: &Mutex<Vec<Verdict>>) {
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    keys: &[Keys],
+    region: &str,
+    log: &Mutex<Vec<Verdict>>,
+) {
     let mut reader = BufReader::new(client.try_clone().expect("clone"));
     let mut head = Vec::new();
     loop {
@@ -75,10 +92,14 @@ fn serve(client: TcpStream, upstream: &str, keys: &Keys, region: &str, log: &Mut
     }
     let text = String::from_utf8_lossy(&head).into_owned();
     let request = Request::parse(&text);
-    let verdict = request
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|r| r.verify(keys, region));
+    let verdict = request.as_ref().map_err(Clone::clone).and_then(|r| {
+        let access_key = r.access_key().unwrap_or_default();
+        let keys = keys
+            .iter()
+            .find(|k| k.access_key == access_key)
+            .ok_or_else(|| format!("unknown access key `{access_key}`"))?;
+        r.verify(keys, region)
+    });
     let label = request
         .as_ref()
         .map_or_else(|_| "?".to_owned(), |r| format!("{} {}", r.method, r.path));
@@ -150,6 +171,13 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The access key the Authorization header names.
+    fn access_key(&self) -> Option<&str> {
+        let auth = self.header("authorization")?;
+        let credential = auth.split("Credential=").nth(1)?;
+        credential.split('/').next()
+    }
+
     fn verify(&self, keys: &Keys, region: &str) -> Result<(), String> {
         let auth = self
             .header("authorization")
@@ -194,7 +222,7 @@ impl Request {
         let mut canonical = format!(
             "{}\n{}\n{}\n",
             self.method,
-            self.path,
+            canonical_path(&self.path),
             canonical_query(&self.query)
         );
         for name in &names {
@@ -219,6 +247,22 @@ impl Request {
             ))
         }
     }
+}
+
+/// S3's canonical URI: the key as S3 decodes it from the request, URI-encoded once
+/// (every byte but `A-Za-z0-9-._~` and `/`). A key sent with a raw `:` is therefore
+/// signed wrong by a client that signs the path as it sends it.
+fn canonical_path(path: &str) -> String {
+    let decoded = percent_encoding::percent_decode_str(path).collect::<Vec<u8>>();
+    decoded
+        .iter()
+        .map(|&b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn canonical_query(query: &str) -> String {

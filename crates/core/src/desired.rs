@@ -103,7 +103,7 @@ impl Kind {
                 "instances move to the new profile (ReplaceIamInstanceProfileAssociation) before the old one is deleted",
             ),
             Kind::Bucket => Some(
-                "captures/ and reports/ are copied to the new bucket and verified (count and checksums) before the old one is deleted",
+                "captures/, reports/ and instances/ are copied to the new bucket, every version, and verified (checksums) before the old one is deleted",
             ),
             Kind::Vpc
             | Kind::Subnet
@@ -340,6 +340,8 @@ pub enum Spec {
         encrypted: bool,
         /// Policy denying requests without TLS.
         tls_only: bool,
+        /// Versioning enabled, so no overwrite or delete loses a capture.
+        versioned: bool,
     },
     /// An uploaded artifact (its name is the object key, which holds the digest).
     Artifact {
@@ -456,12 +458,14 @@ impl Spec {
                 private,
                 encrypted,
                 tls_only,
+                versioned,
             } => vec![
                 aws_name(),
                 Attr::updates("tagged", Flag(*tagged)),
                 Attr::updates("private", Flag(*private)),
                 Attr::updates("encrypted", Flag(*encrypted)),
                 Attr::updates("tls_only", Flag(*tls_only)),
+                Attr::updates("versioned", Flag(*versioned)),
             ],
             Spec::Artifact { bucket, sha256 } => vec![
                 Attr::replaces("bucket", Text(bucket.clone())),
@@ -805,6 +809,7 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
         private: true,
         encrypted: true,
         tls_only: true,
+        versioned: true,
     };
     push(Address::new(Kind::Bucket, BUCKET), bucket.clone(), spec);
     let role_name = iam_role_name(t);

@@ -14,6 +14,7 @@ pub mod diag;
 pub mod graph;
 pub mod marks;
 pub mod plan;
+pub mod policy;
 pub mod schema;
 pub mod topology;
 pub mod userdata;

@@ -31,6 +31,64 @@ pub const LABNET_KEY_PREFIX: &str = "artifacts/labnet/";
 pub const CAPTURES_PREFIX: &str = "captures/";
 /// Prefix of the readiness reports instances write.
 pub const REPORTS_PREFIX: &str = "reports/";
+/// Prefix of the record of which instance id had which name, written by labctl
+/// alone: instances may not write here, so a name read from it is not an
+/// instance's claim.
+pub const INSTANCES_PREFIX: &str = "instances/";
+
+/// The IAM policy variable that names the writer of a key. For an instance role's
+/// credentials AWS resolves it to `<role id>:<instance id>`, which no process on an
+/// instance can choose, so each instance writes only under its own folder.
+pub const WRITER_VARIABLE: &str = "${aws:userid}";
+
+/// Where an instance writes its captures: `captures/<writer>/`.
+pub fn captures_folder(writer: &str) -> String {
+    format!("{CAPTURES_PREFIX}{writer}/")
+}
+
+/// Where an instance writes its readiness report: `reports/<writer>.json`.
+pub fn report_key(writer: &str) -> String {
+    format!("{REPORTS_PREFIX}{writer}.json")
+}
+
+/// Where labctl records an instance's name: `instances/<instance id>.json`.
+pub fn instance_record_key(instance_id: &str) -> String {
+    format!("{INSTANCES_PREFIX}{instance_id}.json")
+}
+
+/// A writer, as AWS names an instance role's session: `<role id>:<instance id>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writer<'a> {
+    /// The role's unique id (`AROA…`).
+    pub role_id: &'a str,
+    /// The instance's id (`i-…`).
+    pub instance_id: &'a str,
+}
+
+/// The writer a key's folder names, if it has the exact shape AWS gives an
+/// instance role's `aws:userid`. Anything else (a name folder of releases that keyed
+/// by name, a stray key) is not a writer.
+pub fn writer(segment: &str) -> Option<Writer<'_>> {
+    let (role_id, instance_id) = segment.split_once(':')?;
+    let role_ok = (16..=128).contains(&role_id.len())
+        && role_id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    is_instance_id(instance_id)
+        .then_some(())
+        .filter(|()| role_ok)
+        .map(|()| Writer {
+            role_id,
+            instance_id,
+        })
+}
+
+/// `i-` and 8 or 17 lowercase hex digits, as EC2 makes them.
+pub fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-").is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
 
 /// The IAM path that marks a lab's roles and instance profiles. IAM is global, and
 /// so is a lab's name: the region in the path tells where the lab lives.
@@ -90,6 +148,36 @@ mod tests {
         assert_eq!(iam_path_region("/labctl/walk1/", "walk1"), None);
         assert_eq!(iam_path_region("/labctl/walk1/a/b/", "walk1"), None);
         assert_eq!(iam_path_region("/other/walk1/eu-north-1/", "walk1"), None);
+    }
+
+    #[test]
+    fn writers_are_exactly_what_aws_names_an_instance_roles_session() {
+        let w = writer("AROAEXAMPLEID1234567:i-0123456789abcdef0").expect("writer");
+        assert_eq!(w.role_id, "AROAEXAMPLEID1234567");
+        assert_eq!(w.instance_id, "i-0123456789abcdef0");
+        assert!(
+            writer("AROAEXAMPLEID1234567:i-01234567").is_some(),
+            "short ids"
+        );
+        for bad in [
+            "server",
+            "client-1",
+            "AROAEXAMPLEID1234567",
+            "AROAEXAMPLEID1234567:server",
+            "AROAEXAMPLEID1234567:i-0123456789ABCDEF0",
+            "AROAEXAMPLEID1234567:i-012345678",
+            "aroaexampleid1234567:i-0123456789abcdef0",
+            "AROA:i-0123456789abcdef0",
+            ":i-0123456789abcdef0",
+            "AROAEXAMPLEID1234567:i-0123456789abcdef0:x",
+            "../AROAEXAMPLEID1234567:i-0123456789abcdef0",
+        ] {
+            assert_eq!(writer(bad), None, "{bad}");
+        }
+        assert_eq!(
+            report_key("AROAEXAMPLEID1234567:i-0123456789abcdef0"),
+            "reports/AROAEXAMPLEID1234567:i-0123456789abcdef0.json"
+        );
     }
 
     #[test]

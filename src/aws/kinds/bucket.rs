@@ -1,9 +1,9 @@
-//! The capture bucket: private, encrypted, TLS only, tagged as the lab's. Emptied
-//! before it is deleted; a renamed bucket's captures and reports move to the new one
-//! first.
+//! The capture bucket: private, encrypted, TLS only, versioned, tagged as the lab's.
+//! Every version is deleted before the bucket is; a renamed bucket's captures, reports
+//! and instance records move to the new one first, every version of them.
 
 use anyhow::bail;
-use labctl_core::marks::{CAPTURES_PREFIX, REPORTS_PREFIX, TAG_ADDRESS, TAG_LAB};
+use labctl_core::marks::{CAPTURES_PREFIX, INSTANCES_PREFIX, REPORTS_PREFIX, TAG_ADDRESS, TAG_LAB};
 use labctl_core::plan::Found;
 use labctl_core::{Address, Kind, Spec};
 use serde_json::json;
@@ -109,11 +109,20 @@ async fn settings(c: &Clients, name: &str, tagged: bool) -> anyhow::Result<Spec>
             .absent_if(&["NoSuchBucketPolicy"])?
             .and_then(|out| out.policy().map(str::to_owned))
             .is_some_and(|p| crate::aws::same_document(&p, &tls_only_policy(name)));
+    let versioned =
+        c.s3.get_bucket_versioning()
+            .bucket(name)
+            .send()
+            .await
+            .map_err(aws(format!("S3 GetBucketVersioning {name}")))?
+            .status()
+            == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled);
     Ok(Spec::Bucket {
         tagged,
         private,
         encrypted,
         tls_only,
+        versioned,
     })
 }
 
@@ -144,7 +153,8 @@ impl Applier<'_> {
         }
     }
 
-    /// Tags, public access block, default encryption and the TLS-only policy.
+    /// Tags, public access block, default encryption, the TLS-only policy and
+    /// versioning.
     pub(in crate::aws) async fn bucket_settings(
         &self,
         a: &Address,
@@ -211,129 +221,230 @@ impl Applier<'_> {
             .send()
             .await
             .map_err(aws("S3 PutBucketPolicy"))?;
+        s3.put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(aws("S3 PutBucketVersioning"))?;
         Ok(())
     }
 
-    /// Copies what instances wrote (`captures/`, `reports/`) from the bucket `from`
-    /// to `to`, then proves it arrived: every key is there, with the same size and
-    /// the same SHA-256 (S3's stored checksum) or, for an object stored without one,
-    /// the same MD5 ETag. A key `to` already holds is newer and is kept.
+    /// Copies what the lab keeps in its bucket (captures, reports, instance records)
+    /// from `from` to `to`, every version of every key, then proves it arrived: each
+    /// version in `from` has a copy in `to` with the same size and the same SHA-256
+    /// (S3's stored checksum) or, for an object stored without one, the same MD5 ETag.
+    /// Versions are copied oldest first, so the newest stays current, and a key whose
+    /// newest version is a delete marker gets one too. A version already in `to` is
+    /// not copied again, so a run cut short resumes where it stopped.
     pub(in crate::aws) async fn carry_over(&self, from: &str, to: &str) -> anyhow::Result<()> {
-        use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
+        use aws_sdk_s3::types::ChecksumAlgorithm;
         let s3 = &self.c.s3;
         let mut copied = 0;
         for prefix in CARRIED_PREFIXES {
-            let source = self.objects(from, prefix).await?;
-            let present = self.objects(to, prefix).await?;
-            for key in source.keys() {
-                if present.contains_key(key) {
-                    continue;
+            let source = by_key(versions(self.c, from, prefix).await?);
+            let mut present = by_key(versions(self.c, to, prefix).await?);
+            for (key, history) in &source {
+                let there = present.remove(key).unwrap_or_default();
+                let mut have = Vec::new();
+                for v in there.iter().filter(|v| !v.delete_marker) {
+                    have.push(self.fingerprint(to, key, v).await?);
                 }
-                s3.copy_object()
-                    .bucket(to)
-                    .key(key)
-                    .copy_source(copy_source(from, key))
-                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                    .send()
-                    .await
-                    .map_err(aws(format!("S3 CopyObject {from}/{key} to {to}")))?;
-                copied += 1;
-            }
-            let arrived = self.objects(to, prefix).await?;
-            for (key, size) in source.iter().filter(|(k, _)| !present.contains_key(*k)) {
-                if arrived.get(key) != Some(size) {
-                    bail!(
-                        "s3://{to}/{key} is missing or differs in size after the copy; s3://{from} is kept"
-                    );
-                }
-                let head = |bucket: &str| {
-                    s3.head_object()
-                        .bucket(bucket)
+                // Oldest first: ListObjectVersions gives the newest first.
+                for v in history.iter().rev() {
+                    if v.delete_marker {
+                        continue;
+                    }
+                    let print = self.fingerprint(from, key, v).await?;
+                    if let Some(i) = have.iter().position(|h| *h == print) {
+                        have.swap_remove(i);
+                        continue;
+                    }
+                    s3.copy_object()
+                        .bucket(to)
                         .key(key)
-                        .checksum_mode(ChecksumMode::Enabled)
+                        .copy_source(copy_source(from, key, v.version_id.as_deref()))
+                        .checksum_algorithm(ChecksumAlgorithm::Sha256)
                         .send()
-                };
-                let (a, b) = tokio::try_join!(
-                    async {
-                        head(from)
-                            .await
-                            .map_err(aws(format!("S3 HeadObject {from}/{key}")))
-                    },
-                    async {
-                        head(to)
-                            .await
-                            .map_err(aws(format!("S3 HeadObject {to}/{key}")))
-                    },
-                )?;
-                let same = match (a.checksum_sha256(), b.checksum_sha256()) {
-                    (Some(x), Some(y)) if !x.contains('-') => x == y,
-                    _ => a.e_tag().is_some_and(|e| !e.contains('-')) && a.e_tag() == b.e_tag(),
-                };
-                if !same {
-                    bail!(
-                        "s3://{to}/{key} does not match s3://{from}/{key} after the copy; s3://{from} is kept"
-                    );
+                        .await
+                        .map_err(aws(format!("S3 CopyObject {from}/{key} to {to}")))?;
+                    copied += 1;
                 }
+                self.verify_carried(from, to, key, history).await?;
             }
         }
-        tracing::info!(from, to, copied, "carried captures and reports over");
+        tracing::info!(
+            from,
+            to,
+            copied,
+            "carried captures, reports and records over"
+        );
         Ok(())
     }
 
-    /// Key → size of every object under `prefix`.
-    async fn objects(
+    /// Proves every version of `key` in `from` has its copy in `to`, and that both
+    /// agree on whether the key is current or deleted (and, when current, on its
+    /// content). Copies the newest once more, or marks the key deleted, when a run
+    /// cut short left `to` disagreeing.
+    async fn verify_carried(
         &self,
-        bucket: &str,
-        prefix: &str,
-    ) -> anyhow::Result<std::collections::BTreeMap<String, i64>> {
-        let mut out = std::collections::BTreeMap::new();
-        let mut pages = self
-            .c
-            .s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(aws(format!("S3 ListObjectsV2 {bucket}")))?;
-            for o in page.contents() {
-                if let Some(key) = o.key() {
-                    out.insert(key.to_owned(), o.size().unwrap_or(0));
+        from: &str,
+        to: &str,
+        key: &str,
+        history: &[Version],
+    ) -> anyhow::Result<()> {
+        let there: Vec<Version> = versions(self.c, to, key)
+            .await?
+            .into_iter()
+            .filter(|v| v.key == key)
+            .collect();
+        let mut have = Vec::new();
+        for v in there.iter().filter(|v| !v.delete_marker) {
+            have.push(self.fingerprint(to, key, v).await?);
+        }
+        for v in history.iter().filter(|v| !v.delete_marker) {
+            let print = self.fingerprint(from, key, v).await?;
+            match have.iter().position(|h| *h == print) {
+                Some(i) => {
+                    have.swap_remove(i);
                 }
+                None => bail!(
+                    "s3://{to}/{key} lacks a copy of version {} of s3://{from}/{key} after the \
+                     copy; s3://{from} is kept",
+                    v.version_id.as_deref().unwrap_or("null")
+                ),
             }
         }
-        Ok(out)
+        let (Some(newest), Some(current)) = (history.first(), there.first()) else {
+            return Ok(());
+        };
+        let s3 = &self.c.s3;
+        if newest.delete_marker && !current.delete_marker {
+            s3.delete_object()
+                .bucket(to)
+                .key(key)
+                .send()
+                .await
+                .map_err(aws(format!("S3 DeleteObject {to}/{key}")))?;
+        } else if !newest.delete_marker
+            && (current.delete_marker
+                || self.fingerprint(to, key, current).await?
+                    != self.fingerprint(from, key, newest).await?)
+        {
+            s3.copy_object()
+                .bucket(to)
+                .key(key)
+                .copy_source(copy_source(from, key, newest.version_id.as_deref()))
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                .send()
+                .await
+                .map_err(aws(format!("S3 CopyObject {from}/{key} to {to}")))?;
+        }
+        Ok(())
     }
 
+    /// What makes two versions the same content: the size and S3's stored SHA-256,
+    /// or the MD5 ETag of a version stored without one.
+    async fn fingerprint(
+        &self,
+        bucket: &str,
+        key: &str,
+        v: &Version,
+    ) -> anyhow::Result<Fingerprint> {
+        let head = self
+            .c
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(v.version_id.clone())
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(aws(format!("S3 HeadObject {bucket}/{key}")))?;
+        let print = Fingerprint {
+            size: head.content_length().unwrap_or(v.size),
+            sha256: head
+                .checksum_sha256()
+                .filter(|s| !s.contains('-'))
+                .map(str::to_owned),
+            md5: head
+                .e_tag()
+                .filter(|e| !e.contains('-'))
+                .map(|e| e.trim_matches('"').to_owned()),
+        };
+        if print.sha256.is_none() && print.md5.is_none() {
+            bail!(
+                "s3://{bucket}/{key} has neither a SHA-256 nor a single-part ETag to verify \
+                 a copy against; s3://{bucket} is kept"
+            );
+        }
+        Ok(print)
+    }
+
+    /// Deletes every version and delete marker, then the bucket.
     pub(in crate::aws) async fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         let s3 = &self.c.s3;
-        let mut objects = s3.list_objects_v2().bucket(name).into_paginator().send();
-        while let Some(page) = objects.next().await {
-            let page = match page.map_err(aws(format!("S3 ListObjectsV2 {name}"))) {
-                Ok(p) => p,
-                Err(e) if e.is(GONE) => return Ok(()),
-                Err(e) => return Err(e.into()),
-            };
-            let keys: Vec<ObjectIdentifier> = page
-                .contents()
+        let all = match versions(self.c, name, "").await {
+            Ok(all) => all,
+            Err(e)
+                if e.downcast_ref::<crate::aws::AwsError>()
+                    .is_some_and(|e| e.is(GONE)) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        // XML 1.0 cannot carry a control character, so a key holding one (an
+        // instance may choose any key) goes by itself, its key in the URL.
+        let (plain, odd): (Vec<Version>, Vec<Version>) = all
+            .into_iter()
+            .partition(|v| !v.key.chars().any(char::is_control));
+        for v in &odd {
+            s3.delete_object()
+                .bucket(name)
+                .key(&v.key)
+                .set_version_id(v.version_id.clone())
+                .send()
+                .await
+                .map_err(aws("S3 DeleteObject"))?;
+        }
+        // DeleteObjects takes at most 1,000 keys.
+        for chunk in plain.chunks(1000) {
+            let ids: Vec<ObjectIdentifier> = chunk
                 .iter()
-                .filter_map(|o| o.key())
-                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+                .filter_map(|v| {
+                    ObjectIdentifier::builder()
+                        .key(&v.key)
+                        .set_version_id(v.version_id.clone())
+                        .build()
+                        .ok()
+                })
                 .collect();
-            if !keys.is_empty() {
-                s3.delete_objects()
-                    .bucket(name)
-                    .delete(
-                        Delete::builder()
-                            .set_objects(Some(keys))
-                            .quiet(true)
-                            .build()?,
-                    )
-                    .send()
-                    .await
-                    .map_err(aws("S3 DeleteObjects"))?;
+            let out = s3
+                .delete_objects()
+                .bucket(name)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(ids))
+                        .quiet(true)
+                        .build()?,
+                )
+                .send()
+                .await
+                .map_err(aws("S3 DeleteObjects"))?;
+            if let Some(e) = out.errors().first() {
+                bail!(
+                    "S3 DeleteObjects could not delete s3://{name}/{} (version {}): {}",
+                    e.key().unwrap_or_default(),
+                    e.version_id().unwrap_or("null"),
+                    e.message().or(e.code()).unwrap_or("no reason given")
+                );
             }
         }
         gone(
@@ -345,6 +456,114 @@ impl Applier<'_> {
         )?;
         Ok(())
     }
+}
+
+/// What proves two versions hold the same bytes: the size and S3's SHA-256 when
+/// both have one, else the MD5 of a single-part ETag. A copy gets a SHA-256 even when
+/// its source had none, so the two are compared by what both have.
+#[derive(Debug, Clone)]
+struct Fingerprint {
+    size: i64,
+    sha256: Option<String>,
+    md5: Option<String>,
+}
+
+impl PartialEq for Fingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        self.size == other.size
+            && match (&self.sha256, &other.sha256, &self.md5, &other.md5) {
+                (Some(a), Some(b), _, _) => a == b,
+                (_, _, Some(a), Some(b)) => a == b,
+                _ => false,
+            }
+    }
+}
+
+/// One version of an object, or a delete marker.
+#[derive(Debug, Clone, Default)]
+pub struct Version {
+    pub key: String,
+    /// `None` for an object written before versioning was enabled (`null`).
+    pub version_id: Option<String>,
+    pub delete_marker: bool,
+    pub size: i64,
+}
+
+/// Every version and delete marker under `prefix`, each key's newest first, as S3
+/// lists them.
+pub async fn versions(c: &Clients, bucket: &str, prefix: &str) -> anyhow::Result<Vec<Version>> {
+    let mut out = Vec::new();
+    let (mut key_marker, mut version_marker) = (None, None);
+    loop {
+        let page =
+            c.s3.list_object_versions()
+                .bucket(bucket)
+                .prefix(prefix)
+                .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(aws(format!("S3 ListObjectVersions {bucket}")))?;
+        let id = |v: Option<&str>| v.filter(|v| *v != "null").map(str::to_owned);
+        // (latest, modified, listed at, version)
+        type Entry = (bool, Option<aws_smithy_types::DateTime>, usize, Version);
+        let mut listed: Vec<Entry> = Vec::new();
+        for (i, v) in page.versions().iter().enumerate() {
+            listed.push((
+                v.is_latest() == Some(true),
+                v.last_modified().copied(),
+                i,
+                Version {
+                    key: crate::aws::listed_key(v.key().unwrap_or_default()),
+                    version_id: id(v.version_id()),
+                    delete_marker: false,
+                    size: v.size().unwrap_or(0),
+                },
+            ));
+        }
+        for (i, m) in page.delete_markers().iter().enumerate() {
+            listed.push((
+                m.is_latest() == Some(true),
+                m.last_modified().copied(),
+                i,
+                Version {
+                    key: crate::aws::listed_key(m.key().unwrap_or_default()),
+                    version_id: id(m.version_id()),
+                    delete_marker: true,
+                    size: 0,
+                },
+            ));
+        }
+        // S3 lists versions and markers apart; interleave them by key, newest first:
+        // the latest, then by time (which ties within a second), then as listed.
+        listed.sort_by(|a, b| {
+            a.3.key
+                .cmp(&b.3.key)
+                .then_with(|| b.0.cmp(&a.0))
+                .then_with(|| b.1.map(|t| t.as_nanos()).cmp(&a.1.map(|t| t.as_nanos())))
+                .then_with(|| a.2.cmp(&b.2))
+        });
+        out.extend(listed.into_iter().map(|(_, _, _, v)| v));
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = page.next_key_marker().map(crate::aws::listed_key);
+        version_marker = page.next_version_id_marker().map(str::to_owned);
+        if key_marker.is_none() {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Versions grouped by key, each key's newest first.
+fn by_key(all: Vec<Version>) -> std::collections::BTreeMap<String, Vec<Version>> {
+    let mut out: std::collections::BTreeMap<String, Vec<Version>> = Default::default();
+    for v in all {
+        out.entry(v.key.clone()).or_default().push(v);
+    }
+    out
 }
 
 /// The bucket's policy, and all of it: nothing reaches the bucket without TLS. It is
@@ -363,19 +582,22 @@ fn tls_only_policy(name: &str) -> serde_json::Value {
     })
 }
 
-/// What the lab's instances write to its bucket, which a renamed bucket keeps.
-const CARRIED_PREFIXES: [&str; 2] = [CAPTURES_PREFIX, REPORTS_PREFIX];
+/// What a renamed bucket keeps: what the instances wrote, and labctl's record of
+/// which instance was which.
+const CARRIED_PREFIXES: [&str; 3] = [CAPTURES_PREFIX, REPORTS_PREFIX, INSTANCES_PREFIX];
 
-/// `x-amz-copy-source`: the bucket and the key, URL-encoded but for its slashes.
-fn copy_source(bucket: &str, key: &str) -> String {
+/// `x-amz-copy-source`: the bucket and the key, URL-encoded but for its slashes, and
+/// the version when there is one.
+fn copy_source(bucket: &str, key: &str, version: Option<&str>) -> String {
     const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'/')
         .remove(b'-')
         .remove(b'_')
         .remove(b'.')
         .remove(b'~');
-    format!(
-        "{bucket}/{}",
-        percent_encoding::utf8_percent_encode(key, KEEP)
-    )
+    let key = percent_encoding::utf8_percent_encode(key, KEEP);
+    match version {
+        Some(v) => format!("{bucket}/{key}?versionId={v}"),
+        None => format!("{bucket}/{key}"),
+    }
 }

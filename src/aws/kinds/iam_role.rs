@@ -4,9 +4,7 @@
 
 use anyhow::bail;
 use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
-use labctl_core::marks::{
-    CAPTURES_PREFIX, INLINE_POLICY, LABNET_KEY_PREFIX, REPORTS_PREFIX, iam_path,
-};
+use labctl_core::marks::{self as marks, INLINE_POLICY, LABNET_KEY_PREFIX, iam_path};
 use labctl_core::plan::{Change, Found};
 use labctl_core::{Address, Kind, Spec};
 use serde_json::json;
@@ -376,10 +374,13 @@ fn trust_policy() -> serde_json::Value {
 }
 
 /// The inline policy: exactly what the bootstrap and the capture helper do with the
-/// lab's bucket. Read the labnet binaries; write readiness reports and captures.
-/// Nothing else: no listing, no reading another instance's captures, no deleting.
+/// lab's bucket. Read the labnet binaries; write the instance's own readiness report
+/// and captures. `${aws:userid}` is `<role id>:<instance id>` for an instance role's
+/// credentials, set by EC2, so an instance writes only under its own folder (see
+/// SECURITY.md). Nothing else: no listing, no reading, no deleting, nothing under
+/// `instances/`, where labctl records which instance had which name.
 pub fn bucket_policy(bucket: &str) -> serde_json::Value {
-    let arn = |prefix: &str| format!("arn:aws:s3:::{bucket}/{prefix}*");
+    let arn = |key: &str| format!("arn:aws:s3:::{bucket}/{key}");
     json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -387,13 +388,16 @@ pub fn bucket_policy(bucket: &str) -> serde_json::Value {
                 "Sid": "ReadLabnet",
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
-                "Resource": arn(LABNET_KEY_PREFIX)
+                "Resource": arn(&format!("{LABNET_KEY_PREFIX}*"))
             },
             {
-                "Sid": "WriteReportsAndCaptures",
+                "Sid": "WriteOwnReportAndCaptures",
                 "Effect": "Allow",
                 "Action": "s3:PutObject",
-                "Resource": [arn(REPORTS_PREFIX), arn(CAPTURES_PREFIX)]
+                "Resource": [
+                    arn(&marks::report_key(marks::WRITER_VARIABLE)),
+                    arn(&format!("{}*", marks::captures_folder(marks::WRITER_VARIABLE)))
+                ]
             }
         ]
     })
