@@ -42,6 +42,8 @@ pub(in crate::aws) const GONE: &[&str] = &[
     "NoSuchEntity",
     "NoSuchBucket",
     "NoSuchHostedZone",
+    "NoSuchKey",
+    "NoSuchVersion",
 ];
 
 pub(in crate::aws) fn gone<T>(result: Result<T, AwsError>) -> Result<(), AwsError> {

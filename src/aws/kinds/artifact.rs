@@ -8,7 +8,7 @@ use labctl_core::marks::LABNET_KEY_PREFIX;
 use labctl_core::plan::Found;
 use labctl_core::{Address, Kind, Spec};
 
-use crate::aws::apply::{Applier, gone};
+use crate::aws::apply::{Applier, GONE, gone};
 use crate::aws::observe::found;
 use crate::aws::{Clients, aws};
 
@@ -79,21 +79,36 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Deletes every version of the binary: the bucket is versioned, and a plain
+    /// delete would only hide it behind a marker and keep paying for it.
     pub(in crate::aws) async fn delete_artifact(
         &self,
         bucket: &str,
         key: &str,
     ) -> anyhow::Result<()> {
-        gone(
-            self.c
-                .s3
-                .delete_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(aws(format!("S3 DeleteObject {key}"))),
-        )?;
+        let versions = match super::bucket::versions(self.c, bucket, key).await {
+            Ok(v) => v,
+            Err(e)
+                if e.downcast_ref::<crate::aws::AwsError>()
+                    .is_some_and(|e| e.is(GONE)) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        for v in versions.iter().filter(|v| v.key == key) {
+            gone(
+                self.c
+                    .s3
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .set_version_id(v.version_id.clone())
+                    .send()
+                    .await
+                    .map_err(aws(format!("S3 DeleteObject {key}"))),
+            )?;
+        }
         Ok(())
     }
 }

@@ -406,13 +406,15 @@ impl Applier<'_> {
             .into_iter()
             .partition(|v| !v.key.chars().any(char::is_control));
         for v in &odd {
-            s3.delete_object()
-                .bucket(name)
-                .key(&v.key)
-                .set_version_id(v.version_id.clone())
-                .send()
-                .await
-                .map_err(aws("S3 DeleteObject"))?;
+            gone(
+                s3.delete_object()
+                    .bucket(name)
+                    .key(&v.key)
+                    .set_version_id(v.version_id.clone())
+                    .send()
+                    .await
+                    .map_err(aws("S3 DeleteObject")),
+            )?;
         }
         // DeleteObjects takes at most 1,000 keys.
         for chunk in plain.chunks(1000) {
@@ -438,7 +440,12 @@ impl Applier<'_> {
                 .send()
                 .await
                 .map_err(aws("S3 DeleteObjects"))?;
-            if let Some(e) = out.errors().first() {
+            // A retry after a lost answer finds some already gone: that is done.
+            let failed = out
+                .errors()
+                .iter()
+                .find(|e| !matches!(e.code(), Some("NoSuchVersion" | "NoSuchKey")));
+            if let Some(e) = failed {
                 bail!(
                     "S3 DeleteObjects could not delete s3://{name}/{} (version {}): {}",
                     e.key().unwrap_or_default(),

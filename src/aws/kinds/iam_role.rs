@@ -4,7 +4,7 @@
 
 use anyhow::bail;
 use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
-use labctl_core::marks::{self as marks, INLINE_POLICY, LABNET_KEY_PREFIX, iam_path};
+use labctl_core::marks::{self, INLINE_POLICY, LABNET_KEY_PREFIX, iam_path};
 use labctl_core::plan::{Change, Found};
 use labctl_core::{Address, Kind, Spec};
 use serde_json::json;
