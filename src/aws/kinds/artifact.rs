@@ -8,7 +8,7 @@ use labctl_core::marks::LABNET_KEY_PREFIX;
 use labctl_core::plan::Found;
 use labctl_core::{Address, Kind, Spec};
 
-use crate::aws::apply::{Applier, GONE, gone};
+use crate::aws::apply::Applier;
 use crate::aws::observe::found;
 use crate::aws::{Clients, aws};
 
@@ -86,28 +86,9 @@ impl Applier<'_> {
         bucket: &str,
         key: &str,
     ) -> anyhow::Result<()> {
-        let versions = match super::bucket::versions(self.c, bucket, key).await {
-            Ok(v) => v,
-            Err(e)
-                if e.downcast_ref::<crate::aws::AwsError>()
-                    .is_some_and(|e| e.is(GONE)) =>
-            {
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
+        let versions = super::bucket::versions(self.c, bucket, key).await?;
         for v in versions.iter().filter(|v| v.key == key) {
-            gone(
-                self.c
-                    .s3
-                    .delete_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .set_version_id(v.version_id.clone())
-                    .send()
-                    .await
-                    .map_err(aws(format!("S3 DeleteObject {key}"))),
-            )?;
+            self.delete_version(bucket, v).await?;
         }
         Ok(())
     }

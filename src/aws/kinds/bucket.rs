@@ -386,35 +386,51 @@ impl Applier<'_> {
         Ok(print)
     }
 
+    /// Deletes one version (or delete marker). A failure is success if the version is
+    /// gone all the same: a retry after a lost answer asks for what the first attempt
+    /// already deleted, and S3 and emulators answer that differently.
+    pub(in crate::aws) async fn delete_version(
+        &self,
+        bucket: &str,
+        v: &Version,
+    ) -> anyhow::Result<()> {
+        let result = self
+            .c
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(&v.key)
+            .set_version_id(v.version_id.clone())
+            .send()
+            .await
+            .map_err(aws(format!("S3 DeleteObject {}", v.key)));
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.is(GONE) || !self.holds(bucket, v).await? => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether the bucket still holds this version of the key.
+    async fn holds(&self, bucket: &str, v: &Version) -> anyhow::Result<bool> {
+        Ok(versions(self.c, bucket, &v.key)
+            .await?
+            .iter()
+            .any(|x| x.key == v.key && x.version_id == v.version_id))
+    }
+
     /// Deletes every version and delete marker, then the bucket.
     pub(in crate::aws) async fn delete_bucket(&self, name: &str) -> anyhow::Result<()> {
         use aws_sdk_s3::types::{Delete, ObjectIdentifier};
         let s3 = &self.c.s3;
-        let all = match versions(self.c, name, "").await {
-            Ok(all) => all,
-            Err(e)
-                if e.downcast_ref::<crate::aws::AwsError>()
-                    .is_some_and(|e| e.is(GONE)) =>
-            {
-                return Ok(());
-            }
-            Err(e) => return Err(e),
-        };
+        let all = versions(self.c, name, "").await?;
         // XML 1.0 cannot carry a control character, so a key holding one (an
         // instance may choose any key) goes by itself, its key in the URL.
         let (plain, odd): (Vec<Version>, Vec<Version>) = all
             .into_iter()
             .partition(|v| !v.key.chars().any(char::is_control));
         for v in &odd {
-            gone(
-                s3.delete_object()
-                    .bucket(name)
-                    .key(&v.key)
-                    .set_version_id(v.version_id.clone())
-                    .send()
-                    .await
-                    .map_err(aws("S3 DeleteObject")),
-            )?;
+            self.delete_version(name, v).await?;
         }
         // DeleteObjects takes at most 1,000 keys.
         for chunk in plain.chunks(1000) {
@@ -440,11 +456,20 @@ impl Applier<'_> {
                 .send()
                 .await
                 .map_err(aws("S3 DeleteObjects"))?;
-            // A retry after a lost answer finds some already gone: that is done.
-            let failed = out
-                .errors()
-                .iter()
-                .find(|e| !matches!(e.code(), Some("NoSuchVersion" | "NoSuchKey")));
+            // A retry after a lost answer finds some already gone, which S3 (or an
+            // emulator) may answer with an error: what is gone is done.
+            let mut failed = None;
+            for e in out.errors() {
+                let version = Version {
+                    key: e.key().unwrap_or_default().to_owned(),
+                    version_id: e.version_id().map(str::to_owned),
+                    ..Version::default()
+                };
+                if self.holds(name, &version).await? {
+                    failed = Some(e);
+                    break;
+                }
+            }
             if let Some(e) = failed {
                 bail!(
                     "S3 DeleteObjects could not delete s3://{name}/{} (version {}): {}",
@@ -497,7 +522,7 @@ pub struct Version {
 }
 
 /// Every version and delete marker under `prefix`, each key's newest first, as S3
-/// lists them.
+/// lists them; nothing for a bucket that does not exist.
 pub async fn versions(c: &Clients, bucket: &str, prefix: &str) -> anyhow::Result<Vec<Version>> {
     let mut out = Vec::new();
     let (mut key_marker, mut version_marker) = (None, None);
@@ -511,7 +536,12 @@ pub async fn versions(c: &Clients, bucket: &str, prefix: &str) -> anyhow::Result
                 .set_version_id_marker(version_marker.take())
                 .send()
                 .await
-                .map_err(aws(format!("S3 ListObjectVersions {bucket}")))?;
+                .map_err(aws(format!("S3 ListObjectVersions {bucket}")))
+                .absent_if(&["NoSuchBucket"])?;
+        // A bucket that is gone holds nothing.
+        let Some(page) = page else {
+            return Ok(out);
+        };
         let id = |v: Option<&str>| v.filter(|v| *v != "null").map(str::to_owned);
         // (latest, modified, listed at, version)
         type Entry = (bool, Option<aws_smithy_types::DateTime>, usize, Version);
