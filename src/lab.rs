@@ -59,6 +59,9 @@ impl Lab {
         let session = aws::connect(global, region).await?;
         let sts_name = session.service("STS");
         let clients = Clients::new(&session);
+        // A region from the flag, the environment or the profile, refused before any
+        // call as the topology's own would be.
+        labctl_core::validate::supported_region(&clients.region).map_err(|why| anyhow!(why))?;
         let identity = clients
             .sts
             .get_caller_identity()
@@ -174,7 +177,7 @@ async fn my_ip(topology: &Topology, given: Option<Ipv4Addr>) -> anyhow::Result<O
     });
     match (used, given) {
         (false, _) => Ok(None),
-        (true, Some(ip)) => Ok(Some(ip)),
+        (true, Some(ip)) => myip::given(ip).map(Some),
         (true, None) => myip::lookup().await.map(Some),
     }
 }

@@ -71,6 +71,7 @@ impl Printer {
         let severity = match d.severity {
             Severity::Error => "error".red().bold().to_string(),
             Severity::Warning => "warning".yellow().bold().to_string(),
+            Severity::Note => "note".cyan().bold().to_string(),
         };
         let hint = d
             .hint

@@ -30,12 +30,15 @@ pub fn read(path: &Path) -> anyhow::Result<Loaded> {
     })
 }
 
-/// Reads `path`, prints its diagnostics, and returns the topology or fails when it has
-/// errors. Commands that act on a lab use this, so nothing touches AWS for a bad file.
+/// Reads `path`, prints its errors and warnings, and returns the topology or fails
+/// when it has errors. Commands that act on a lab use this, so nothing touches AWS for
+/// a bad file. Notes are for `labctl validate`, not repeated by every command.
 pub fn load(path: &Path, printer: &Printer) -> anyhow::Result<Topology> {
     let loaded = read(path)?;
     for d in &loaded.diagnostics {
-        printer.diagnostic(&loaded.display, d);
+        if d.severity != labctl_core::Severity::Note {
+            printer.diagnostic(&loaded.display, d);
+        }
     }
     match loaded.topology {
         Some(t) => Ok(t),

@@ -356,10 +356,17 @@ impl Applier<'_> {
             Spec::IamRole {
                 managed_policies,
                 inline_policy_bucket,
+                dynamodb_tables,
                 ..
             } => {
-                self.create_role(a, name, managed_policies, inline_policy_bucket.as_deref())
-                    .await?;
+                self.create_role(
+                    a,
+                    name,
+                    managed_policies,
+                    inline_policy_bucket.as_deref(),
+                    dynamodb_tables,
+                )
+                .await?;
                 name.to_owned()
             }
             Spec::InstanceProfile { role } => self.create_profile(a, name, role).await?,

@@ -19,7 +19,7 @@ pub fn run(global: &GlobalArgs, args: &GraphArgs, printer: &Printer) -> anyhow::
     let ctx = Context {
         account: None,
         region,
-        my_ip: global.my_ip,
+        my_ip: global.my_ip.map(crate::myip::given).transpose()?,
         labnet_sha256: None,
     };
     let desired = expand(&topology, &ctx);

@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -168,9 +169,9 @@ pub async fn run(
     let results: Vec<(Remote, anyhow::Result<Fetched>)> = futures::stream::iter(chosen)
         .map(|r| {
             let (clients, bucket, bar, records) = (&lab.clients, bucket.as_str(), &bar, &records);
-            let local = args.out.join(&r.local);
+            let out = args.out.as_path();
             async move {
-                let result = fetch(clients, bucket, &r, records, &local, args.force, bar).await;
+                let result = fetch(clients, bucket, &r, records, out, args.force, bar).await;
                 (r, result)
             }
         })
@@ -497,21 +498,36 @@ async fn fetch(
     bucket: &str,
     r: &Remote,
     records: &BTreeMap<String, crate::registry::Record>,
-    local: &Path,
+    out: &Path,
     force: bool,
     bar: &ProgressBar,
 ) -> anyhow::Result<Fetched> {
+    let local = out.join(&r.local);
+    let local = local.as_path();
     let mut expected = expected(clients, bucket, &r.key).await?;
     if let Some(why) = disowned(r, expected.claim.as_deref(), records) {
         bar.inc(expected.size);
         return Ok(Fetched::Disowned(why));
     }
-    if let Ok(meta) = tokio::fs::symlink_metadata(local).await
-        && !meta.is_file()
-    {
-        bail!("{} is in the way: it is not a file", local.display());
+    // Everything below --out is made or checked here, and none of it may be a link:
+    // in a shared folder, a link planted there would redirect the writes.
+    if let Some(dir) = r.local.parent() {
+        real_dirs(out, dir).await?;
     }
-    if local.exists() {
+    let part = part_of(local);
+    for path in [local, part.as_path(), etag_of(&part).as_path()] {
+        match tokio::fs::symlink_metadata(path).await {
+            Ok(meta) if meta.file_type().is_symlink() => bail!(
+                "{} is a symbolic link; pcap-fetch writes through none (remove it)",
+                path.display()
+            ),
+            Ok(meta) if !meta.is_file() => {
+                bail!("{} is in the way: it is not a file", path.display())
+            }
+            _ => {}
+        }
+    }
+    if tokio::fs::symlink_metadata(local).await.is_ok() {
         if matches(local, &expected).await? {
             bar.inc(expected.size);
             return Ok(Fetched::Present);
@@ -521,14 +537,13 @@ async fn fetch(
             return Ok(Fetched::Conflict);
         }
     }
-    if let Some(dir) = local.parent() {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let part = part_of(local);
-    let mut from = match tokio::fs::metadata(&part).await {
-        Ok(m) if m.len() < expected.size => m.len(),
+    // A part resumes only if it came from the object as it is now: the ETag it was
+    // started from is kept beside it.
+    let started_from = tokio::fs::read_to_string(etag_of(&part)).await.ok();
+    let mut from = match tokio::fs::symlink_metadata(&part).await {
+        Ok(m) if m.len() < expected.size && started_from.as_deref() == expected.etag.as_deref() => {
+            m.len()
+        }
         _ => 0,
     };
     let resumed_at = from;
@@ -536,6 +551,9 @@ async fn fetch(
     // the object changed), so a few are enough.
     for round in 1.. {
         bar.inc(from);
+        if from == 0 {
+            write_nofollow(&etag_of(&part), expected.etag.as_deref().unwrap_or("")).await?;
+        }
         let written = download(clients, bucket, &r.key, &expected, &part, from, bar).await?;
         if written.is_some() && matches(&part, &expected).await? {
             break;
@@ -544,6 +562,7 @@ async fn fetch(
         bar.set_position(bar.position().saturating_sub(counted));
         if round >= 3 {
             let _ = tokio::fs::remove_file(&part).await;
+            let _ = tokio::fs::remove_file(etag_of(&part)).await;
             bail!("the download does not match the bucket's size and checksum");
         }
         if written.is_none() {
@@ -552,14 +571,81 @@ async fn fetch(
         }
         from = 0;
     }
+    // rename(2) replaces the name itself, never what a link there points at.
     tokio::fs::rename(&part, local)
         .await
         .with_context(|| format!("cannot move {} to {}", part.display(), local.display()))?;
+    let _ = tokio::fs::remove_file(etag_of(&part)).await;
     Ok(if resumed_at > 0 && from == resumed_at {
         Fetched::Resumed(resumed_at)
     } else {
         Fetched::Downloaded
     })
+}
+
+/// Makes `out/rel` one folder at a time, each a real folder: a symbolic link on the
+/// way is refused, not followed. `out` itself is the user's choice and is taken as
+/// given.
+async fn real_dirs(out: &Path, rel: &Path) -> anyhow::Result<()> {
+    let mut path = out.to_path_buf();
+    if tokio::fs::metadata(&path).await.is_err() {
+        tokio::fs::create_dir_all(&path)
+            .await
+            .with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    for part in rel.components() {
+        path.push(part);
+        match tokio::fs::symlink_metadata(&path).await {
+            Ok(meta) if meta.file_type().is_symlink() => bail!(
+                "{} is a symbolic link; pcap-fetch writes through none (remove it)",
+                path.display()
+            ),
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => bail!("{} is in the way: it is not a folder", path.display()),
+            Err(_) => match tokio::fs::create_dir(&path).await {
+                Ok(()) => {}
+                // Made meanwhile by a parallel download: checked again below.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let meta = tokio::fs::symlink_metadata(&path).await?;
+                    if !meta.is_dir() {
+                        bail!("{} is in the way: it is not a folder", path.display());
+                    }
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", path.display()));
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Opens for writing without following a symbolic link at `path` (`O_NOFOLLOW`).
+fn nofollow() -> tokio::fs::OpenOptions {
+    let mut options = tokio::fs::OpenOptions::new();
+    options
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW);
+    options
+}
+
+async fn write_nofollow(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut file = nofollow()
+        .truncate(true)
+        .open(path)
+        .await
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes()).await?;
+    file.sync_all().await?;
+    Ok(())
+}
+
+/// `<file>.part.etag`: the ETag a part was started from.
+fn etag_of(part: &Path) -> PathBuf {
+    let mut name = part.file_name().unwrap_or_default().to_owned();
+    name.push(".etag");
+    part.with_file_name(name)
 }
 
 /// Why a capture is not taken from its folder, if it claims another origin: a
@@ -643,7 +729,10 @@ async fn matches(path: &Path, expected: &Expected) -> anyhow::Result<bool> {
         if len != expected.size {
             return Ok(false);
         }
-        let mut file = std::fs::File::open(&path)
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         // The digest the bucket has, and only that one: files run to a GB.
         let (mut digest, want): (Box<dyn sha2::digest::DynDigest>, &[u8]) =
@@ -694,9 +783,7 @@ async fn download(
         Err(e) if is_stale(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
+    let mut file = nofollow()
         .truncate(from == 0)
         .append(from > 0)
         .open(part)

@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use labctl_core::Severity;
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, ValidateArgs};
@@ -15,13 +16,21 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let loaded = topology_file::read(&global.file)?;
     let errors = loaded.diagnostics.error_count();
-    let warnings = loaded.diagnostics.len() - errors;
+    let count = |severity: Severity| {
+        loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count()
+    };
+    let (warnings, notes) = (count(Severity::Warning), count(Severity::Note));
     if args.json {
         printer.json(&json!({
             "file": loaded.display,
             "valid": errors == 0,
             "errors": errors,
             "warnings": warnings,
+            "notes": notes,
             "diagnostics": loaded.diagnostics,
         }))?;
     } else {
@@ -41,10 +50,15 @@ pub fn run(
     };
     if !args.json {
         let instances: usize = t.instances.iter().map(|i| i.count.value as usize).sum();
-        let warned = if warnings > 0 {
-            format!(" ({})", plural(warnings, "warning"))
-        } else {
+        let said: Vec<String> = [(warnings, "warning"), (notes, "note")]
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| plural(n, what))
+            .collect();
+        let warned = if said.is_empty() {
             String::new()
+        } else {
+            format!(" ({})", said.join(", "))
         };
         printer.success(&format!(
             "{} is valid: lab `{}`, {}, {}, {}{warned}",

@@ -301,6 +301,20 @@ pub(crate) async fn s3() -> aws_sdk_s3::Client {
     )
 }
 
+/// An object's ETag, as S3 holds it now.
+pub(crate) async fn etag(bucket: &str, key: &str) -> String {
+    s3().await
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("head")
+        .e_tag()
+        .expect("etag")
+        .to_owned()
+}
+
 /// The lab's bucket, as the instance's env file in `user_data` names it.
 pub(crate) fn bucket_of(user_data: &str) -> String {
     user_data

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bootstrap::{
-    bucket_of, imds_double, instance_keys, role_id, s3, signed_s3, user_data_of,
+    bucket_of, etag, imds_double, instance_keys, role_id, s3, signed_s3, user_data_of,
 };
 use crate::cloudinit::write_files;
 use crate::double::Double;
@@ -431,6 +431,13 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
     let part = home.with_file_name(format!("{}.part", name.to_string_lossy()));
     std::fs::remove_file(&home).expect("rm");
     std::fs::write(&part, &whole[..whole.len() / 2]).expect("half a download");
+    // As an interrupted run leaves it: the part, and the ETag it was started from.
+    let etag = etag(&bucket, &key).await;
+    std::fs::write(
+        part.with_file_name(format!("{}.part.etag", name.to_string_lossy())),
+        etag,
+    )
+    .expect("etag beside the part");
     let resumed = fetch(&sb, &["server"]);
     assert_eq!(resumed.code(), 0, "{}", resumed.transcript());
     assert!(

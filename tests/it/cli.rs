@@ -97,7 +97,7 @@ fn graph_resolves_my_ip_from_the_environment_without_a_lookup() {
     let sb = Sandbox::new();
     sb.write("topology.yaml", &fixture("valid/everything.yaml"));
     let mut cmd = sb.labctl(&["graph", "--json"]);
-    cmd.env("LABCTL_MY_IP", "198.51.100.23");
+    cmd.env("LABCTL_MY_IP", "52.94.76.23");
     let out = cmd.output().expect("runs");
     assert!(
         out.status.success(),
@@ -118,7 +118,7 @@ fn graph_resolves_my_ip_from_the_environment_without_a_lookup() {
         .map(|p| &p["peer"])
         .collect();
     assert!(
-        peers.iter().any(|p| p["value"] == "198.51.100.23/32"),
+        peers.iter().any(|p| p["value"] == "52.94.76.23/32"),
         "{peers:?}"
     );
     assert!(!peers.iter().any(|p| p["type"] == "my-ip"), "{peers:?}");

@@ -346,6 +346,66 @@ async fn dns_ttl_and_zone() {
     .await;
 }
 
+/// `dynamodb: { tables: [...] }` instead of AmazonDynamoDBFullAccess: the role gets
+/// labctl's scoped policy for exactly those tables, in place, and loses it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_roles_dynamodb_tables() {
+    round_trip(
+        "ed-ddb",
+        &[(
+            "managed_policies: [AmazonDynamoDBFullAccess, AmazonSSMManagedInstanceCore]",
+            "managed_policies: [AmazonSSMManagedInstanceCore]\n    dynamodb: { tables: [Music, lab.events] }",
+        )],
+        &["~ iam-role", "dynamodb_tables: none -> arn:aws:dynamodb:"],
+        &["~ iam-role", "-> none"],
+        async |lab, edited| {
+            let iam = aws_sdk_iam::Client::new(&sdk_config(REGION).await);
+            let role = format!("{lab}-DynamoDBAccessEC2");
+            let inline = iam
+                .get_role_policy()
+                .role_name(&role)
+                .policy_name("labctl-dynamodb")
+                .send()
+                .await;
+            let attached = iam
+                .list_attached_role_policies()
+                .role_name(&role)
+                .send()
+                .await
+                .expect("policies");
+            let full = attached
+                .attached_policies()
+                .iter()
+                .any(|p| p.policy_name() == Some("AmazonDynamoDBFullAccess"));
+            if !edited {
+                assert!(inline.is_err(), "no scoped policy without tables");
+                assert!(full, "the managed policy is back");
+                return;
+            }
+            assert!(!full, "the managed policy is gone");
+            let doc = inline.expect("the scoped policy");
+            let doc = percent_encoding::percent_decode_str(doc.policy_document())
+                .decode_utf8()
+                .expect("UTF-8")
+                .into_owned();
+            let doc: serde_json::Value = serde_json::from_str(&doc).expect("JSON");
+            let arn = |t: &str| format!("arn:aws:dynamodb:{REGION}:000000000000:table/{t}");
+            assert_eq!(
+                doc["Statement"][0]["Resource"],
+                serde_json::json!([
+                    arn("Music"),
+                    format!("{}/*", arn("Music")),
+                    arn("lab.events"),
+                    format!("{}/*", arn("lab.events"))
+                ]),
+                "{doc}"
+            );
+            assert_eq!(doc["Statement"][1]["Action"], "dynamodb:ListTables", "{doc}");
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_roles_name_and_managed_policies() {
     round_trip(

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use labctl_core::policy::{Decision, Request, evaluate};
 
-use crate::bootstrap::{role_id, s3};
+use crate::bootstrap::{etag, role_id, s3};
 use crate::exec::ids;
-use crate::harness::{Teardown, sdk_config};
+use crate::harness::{Sandbox, Teardown, sdk_config};
 use crate::reconcile::{REGION, lab_sandbox, ok};
 
 async fn put(bucket: &str, key: &str, body: Vec<u8>, claim: Option<&str>) {
@@ -27,6 +27,29 @@ async fn put(bucket: &str, key: &str, body: Vec<u8>, claim: Option<&str>) {
         .send()
         .await
         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+/// Where a lab that is up keeps its evidence.
+struct Evidence {
+    lab: String,
+    bucket: String,
+    /// The role's id, which starts every writer of the lab's instances.
+    role: String,
+    /// Instance ids by name.
+    id: BTreeMap<String, String>,
+}
+
+/// A default lab, up.
+async fn up(prefix: &str) -> (Sandbox, Evidence) {
+    let (sb, lab) = lab_sandbox(prefix);
+    tokio::task::block_in_place(|| ok(&sb, &["up", "--yes"]));
+    let evidence = Evidence {
+        bucket: format!("{lab}-captures-000000000000-{REGION}"),
+        role: role_id(&lab).await,
+        id: ids(&lab).await,
+        lab,
+    };
+    (sb, evidence)
 }
 
 fn report(id: &str, ok: bool, error: &str, log_tail: &str) -> Vec<u8> {
@@ -43,12 +66,13 @@ fn report(id: &str, ok: bool, error: &str, log_tail: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_reports_fail_only_their_own_instance() {
-    let (sb, lab) = lab_sandbox("hostile");
-    tokio::task::block_in_place(|| ok(&sb, &["up", "--yes"]));
+    let (
+        sb,
+        Evidence {
+            bucket, role, id, ..
+        },
+    ) = up("hostile").await;
     let _down = Teardown::new(&sb, &["--delete-captures"]);
-    let bucket = format!("{lab}-captures-000000000000-{REGION}");
-    let role = role_id(&lab).await;
-    let id = ids(&lab).await;
     let key = |name: &str| format!("reports/{role}:{}.json", id[name]);
 
     // server: over the cap; client-1: not JSON; client-2: escape sequences.
@@ -147,12 +171,16 @@ async fn hostile_reports_fail_only_their_own_instance() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pcap_fetch_takes_each_file_only_from_its_own_instance() {
-    let (sb, lab) = lab_sandbox("prov");
-    tokio::task::block_in_place(|| ok(&sb, &["up", "--yes"]));
+    let (
+        sb,
+        Evidence {
+            lab,
+            bucket,
+            role,
+            id,
+        },
+    ) = up("prov").await;
     let _down = Teardown::new(&sb, &["--delete-captures"]);
-    let bucket = format!("{lab}-captures-000000000000-{REGION}");
-    let role = role_id(&lab).await;
-    let id = ids(&lab).await;
     let folder = |name: &str| format!("captures/{role}:{}", id[name]);
     let pcap = |tag: &str| {
         let mut b = vec![0xd4, 0xc3, 0xb2, 0xa1];
@@ -364,4 +392,89 @@ async fn iam_lets_an_instance_write_only_its_own_evidence() {
     for (action, key) in &denied {
         assert_ne!(ask(a, action, key, true), Decision::Allow, "{action} {key}");
     }
+}
+
+/// `pcap-fetch` writes through no symbolic link below `--out`, where a shared folder
+/// could have one planted, and resumes a part only from the object it was started on.
+#[tokio::test(flavor = "multi_thread")]
+async fn pcap_fetch_follows_no_link_and_resumes_only_the_same_object() {
+    let (
+        sb,
+        Evidence {
+            bucket, role, id, ..
+        },
+    ) = up("links").await;
+    let _down = Teardown::new(&sb, &["--delete-captures"]);
+    let key = format!("captures/{role}:{}/rec/a.pcap", id["server"]);
+    let first: Vec<u8> = [0xd4, 0xc3, 0xb2, 0xa1]
+        .into_iter()
+        .chain(vec![1; 4000])
+        .collect();
+    put(&bucket, &key, first.clone(), Some(&id["server"])).await;
+
+    let out = sb.path().join("shared");
+    let victim = sb.path().join("victim");
+    std::fs::create_dir_all(&out).expect("out");
+    std::fs::create_dir_all(&victim).expect("victim");
+    let fetch = || sb.run(&["pcap-fetch", "--out", "shared"]);
+
+    // A link for the instance's folder.
+    std::os::unix::fs::symlink(&victim, out.join("server")).expect("plant a link");
+    let run = fetch();
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    assert!(
+        run.stderr().contains("is a symbolic link"),
+        "{}",
+        run.transcript()
+    );
+    assert_eq!(std::fs::read_dir(&victim).expect("victim").count(), 0);
+    std::fs::remove_file(out.join("server")).expect("unlink");
+
+    // A link for the part, and one for the file itself.
+    std::fs::create_dir_all(out.join("server/rec")).expect("dirs");
+    for name in ["a.pcap.part", "a.pcap"] {
+        let link = out.join("server/rec").join(name);
+        std::os::unix::fs::symlink(victim.join("target"), &link).expect("plant a link");
+        let run = fetch();
+        assert_eq!(run.code(), 1, "{}", run.transcript());
+        assert!(
+            run.stderr().contains("is a symbolic link"),
+            "{}",
+            run.transcript()
+        );
+        assert!(
+            !victim.join("target").exists(),
+            "nothing written through {name}"
+        );
+        std::fs::remove_file(&link).expect("unlink");
+    }
+
+    // A part started on another version of the object is not resumed.
+    let part = out.join("server/rec/a.pcap.part");
+    std::fs::write(&part, &first[..1000]).expect("part");
+    std::fs::write(out.join("server/rec/a.pcap.part.etag"), "\"an-older-etag\"").expect("etag");
+    let run = fetch();
+    assert_eq!(run.code(), 0, "{}", run.transcript());
+    assert!(!run.stdout().contains("resumed"), "{}", run.transcript());
+    assert_eq!(
+        std::fs::read(out.join("server/rec/a.pcap")).expect("a"),
+        first
+    );
+    assert!(!out.join("server/rec/a.pcap.part.etag").exists());
+
+    // One started on this very object is.
+    std::fs::remove_file(out.join("server/rec/a.pcap")).expect("rm");
+    std::fs::write(&part, &first[..1000]).expect("part");
+    std::fs::write(
+        out.join("server/rec/a.pcap.part.etag"),
+        etag(&bucket, &key).await,
+    )
+    .expect("etag");
+    let run = fetch();
+    assert_eq!(run.code(), 0, "{}", run.transcript());
+    assert!(run.stdout().contains("resumed at"), "{}", run.transcript());
+    assert_eq!(
+        std::fs::read(out.join("server/rec/a.pcap")).expect("a"),
+        first
+    );
 }

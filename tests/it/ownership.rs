@@ -3,35 +3,11 @@
 //! release before are still found, text from AWS is never sliced as bytes, and only
 //! the commands that plan pay for a `my-ip` lookup.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use crate::harness::{Sandbox, Teardown, sdk_config, unique_lab};
+use crate::myip::{Checkip, PUBLIC};
 use crate::reconcile::{
     REGION, default_lab, delete_record_set, lab_filter, lab_up, owned_count, vpc_id,
 };
-
-/// A stand-in for the public address service on loopback (the real one is on the
-/// internet, which tests do not reach): it answers every request with one address
-/// and counts them.
-fn checkip() -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address = listener.local_addr().expect("address").to_string();
-    let asked = Arc::new(AtomicUsize::new(0));
-    let counter = asked.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            counter.fetch_add(1, Ordering::SeqCst);
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request);
-            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n203.0.113.9\n");
-        }
-    });
-    (address, asked)
-}
 
 #[test]
 fn only_plan_and_up_look_up_my_ip() {
@@ -43,11 +19,10 @@ fn only_plan_and_up_look_up_my_ip() {
     );
     assert!(text.contains("my-ip"));
     sb.write("topology.yaml", &text);
-    let (address, asked) = checkip();
+    let checkip = Checkip::answering(PUBLIC);
     let run = |args: &[&str]| {
-        let out = sb
-            .labctl(args)
-            .env("LABCTL_CHECKIP_ADDRESS", &address)
+        let out = checkip
+            .point(&mut sb.labctl(args))
             .output()
             .expect("labctl runs");
         crate::harness::Run(out)
@@ -60,7 +35,7 @@ fn only_plan_and_up_look_up_my_ip() {
     ] {
         let out = run(args);
         assert_eq!(
-            asked.load(Ordering::SeqCst),
+            checkip.asked(),
             0,
             "{args:?} looked up my-ip\n{}",
             out.transcript()
@@ -69,11 +44,11 @@ fn only_plan_and_up_look_up_my_ip() {
     let plan = run(&["plan"]);
     assert_eq!(plan.code(), 0, "{}", plan.transcript());
     assert!(
-        plan.stdout().contains("tcp/22 203.0.113.9/32"),
+        plan.stdout().contains(&format!("tcp/22 {PUBLIC}/32")),
         "{}",
         plan.stdout()
     );
-    assert_eq!(asked.load(Ordering::SeqCst), 1, "plan asked once");
+    assert_eq!(checkip.asked(), 1, "plan asked once");
 }
 
 #[tokio::test(flavor = "multi_thread")]

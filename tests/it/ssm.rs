@@ -322,7 +322,7 @@ fn plugin_hand_over_passes_what_the_aws_cli_passes() {
 }
 
 /// The double's per-session counters (`GET /_double/sessions`).
-fn sessions(double: &Double) -> serde_json::Value {
+pub(crate) fn sessions(double: &Double) -> serde_json::Value {
     let host = double.endpoint().trim_start_matches("http://").to_owned();
     let mut conn = TcpStream::connect(&host).expect("connect to the double");
     write!(

@@ -215,6 +215,20 @@ impl<'n> MapReader<'n> {
         value
     }
 
+    /// Decodes an optional key with a custom decoder; a present value that fails marks
+    /// the mapping as failed, as [`MapReader::opt`] does.
+    pub fn opt_with<T>(
+        &mut self,
+        d: &mut Decoder,
+        key: &'static str,
+        decode: impl FnOnce(&mut Decoder, &'n Node) -> Option<T>,
+    ) -> Option<T> {
+        let node = self.get(key)?;
+        let value = decode(d, node);
+        self.failed |= value.is_none();
+        value
+    }
+
     /// Decodes a required key, reporting its absence at the mapping.
     pub fn req<T: FromNode>(&mut self, d: &mut Decoder, key: &'static str) -> Option<T> {
         self.req_with(d, key, |d, n| T::from_node(n, d))

@@ -324,6 +324,8 @@ pub enum Spec {
         other_inline_policies: Vec<String>,
         /// A permissions boundary's ARN (drift: none is wanted).
         permissions_boundary: Option<String>,
+        /// The DynamoDB tables (ARNs, sorted) labctl's second inline policy grants.
+        dynamodb_tables: Vec<String>,
     },
     /// Instance profile holding the role.
     InstanceProfile {
@@ -432,6 +434,7 @@ impl Spec {
                 trust_ec2_only,
                 other_inline_policies,
                 permissions_boundary,
+                dynamodb_tables,
             } => vec![
                 aws_name(),
                 Attr::updates("trust_ec2_only", Flag(*trust_ec2_only)),
@@ -441,11 +444,12 @@ impl Spec {
                     permissions_boundary.clone().map_or(Value::Unset, Text),
                 ),
                 Attr::updates("managed_policies", List(managed_policies.clone())),
+                Attr::updates("dynamodb_tables", List(dynamodb_tables.clone())),
                 Attr::updates(
                     "inline_policy",
                     inline_policy_bucket.as_ref().map_or(Value::Unset, |b| {
                         Text(format!(
-                            "{b}: get artifacts/labnet, put reports/ and captures/"
+                            "{b}: get artifacts/labnet, put its own report and captures"
                         ))
                     }),
                 ),
@@ -821,12 +825,30 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
         .map(|p| managed_policy_arn(&p.value))
         .collect();
     policies.sort();
+    let mut dynamodb_tables: Vec<String> = t
+        .iam
+        .instance_role
+        .dynamodb
+        .iter()
+        .flat_map(|d| &d.tables)
+        .map(|table| {
+            format!(
+                "arn:aws:dynamodb:{}:{}:table/{}",
+                ctx.region.as_deref().unwrap_or("{region}"),
+                ctx.account.as_deref().unwrap_or("{account}"),
+                table.value
+            )
+        })
+        .collect();
+    dynamodb_tables.sort();
+    dynamodb_tables.dedup();
     let spec = Spec::IamRole {
         managed_policies: policies,
         inline_policy_bucket: Some(bucket.clone()),
         trust_ec2_only: true,
         other_inline_policies: Vec::new(),
         permissions_boundary: None,
+        dynamodb_tables,
     };
     push(Address::single(Kind::IamRole), role_name.clone(), spec);
     let spec = Spec::InstanceProfile {

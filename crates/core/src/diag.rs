@@ -30,7 +30,7 @@ impl fmt::Display for Pos {
     }
 }
 
-/// How serious a diagnostic is: errors fail validation, warnings do not.
+/// How serious a diagnostic is: errors fail validation, warnings and notes do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -38,6 +38,8 @@ pub enum Severity {
     Error,
     /// The topology works but probably not as intended, or is risky.
     Warning,
+    /// Worth knowing about a choice that is fine as it is.
+    Note,
 }
 
 impl fmt::Display for Severity {
@@ -45,6 +47,7 @@ impl fmt::Display for Severity {
         f.write_str(match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         })
     }
 }
@@ -95,6 +98,11 @@ impl Diagnostics {
     /// Records a warning at `pos`.
     pub fn warning(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
         self.push(Severity::Warning, pos, message.into())
+    }
+
+    /// Records a note at `pos`.
+    pub fn note(&mut self, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.push(Severity::Note, pos, message.into())
     }
 
     fn push(&mut self, severity: Severity, pos: Pos, message: String) -> &mut Diagnostic {

@@ -6,6 +6,7 @@
 //! milliseconds and reused by every command. The CLI reads files and talks to AWS; this
 //! crate decides.
 
+pub mod address;
 pub mod attr;
 pub mod cost;
 pub mod decode;

@@ -24,6 +24,8 @@ pub const TAG_PUBLIC_IP: &str = "labctl:public-ip";
 
 /// The name of the role's inline policy that grants the instances their bucket.
 pub const INLINE_POLICY: &str = "labctl-bucket";
+/// The name of the role's inline policy that grants the lab's DynamoDB tables.
+pub const DYNAMODB_POLICY: &str = "labctl-dynamodb";
 
 /// Prefix of the keys labnet binaries are uploaded under.
 pub const LABNET_KEY_PREFIX: &str = "artifacts/labnet/";

@@ -39,10 +39,15 @@ pub fn topology_schema() -> Value {
                         { "type": "array", "items": { "$ref": "#/$defs/peer" } }
                     ]
                 },
-                "description": { "type": "string" },
+                "description": {
+                    "type": "string",
+                    "maxLength": 255,
+                    "pattern": "^[A-Za-z0-9 ._:/()#,@\\[\\]+=&;{}!$*-]*$",
+                    "description": "Up to 255 of: letters, digits, spaces and ._-:/()#,@[]+=&;{}!$*"
+                },
                 "allow_world": {
                     "type": "boolean",
-                    "description": "Consent to a 0.0.0.0/0 source; without it such a rule is refused"
+                    "description": "Consent to sources that together cover more than a /8 of public addresses (0.0.0.0/0, or wide blocks); without it such a rule is refused"
                 }
             }
         })
@@ -119,7 +124,20 @@ pub fn topology_schema() -> Value {
                         "required": ["name"],
                         "properties": {
                             "name": { "type": "string", "description": "The AWS name is <lab>-<name>" },
-                            "managed_policies": { "type": "array", "items": { "type": "string" } }
+                            "managed_policies": { "type": "array", "items": { "type": "string" } },
+                            "dynamodb": {
+                                "type": "object",
+                                "description": "DynamoDB access scoped to these tables of the lab's account and region, instead of AmazonDynamoDBFullAccess",
+                                "additionalProperties": false,
+                                "required": ["tables"],
+                                "properties": {
+                                    "tables": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "items": { "type": "string", "pattern": "^[A-Za-z0-9_.-]{3,255}$" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -201,6 +201,17 @@ pub struct InstanceRole {
     pub name: Located<String>,
     /// AWS managed policies by name (`AmazonSSMManagedInstanceCore`) or ARN.
     pub managed_policies: Vec<Located<String>>,
+    /// DynamoDB access scoped to these tables, instead of a managed policy.
+    pub dynamodb: Option<DynamoDb>,
+}
+
+/// DynamoDB tables the instances may use, and nothing else of DynamoDB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamoDb {
+    /// Where `dynamodb:` is.
+    pub pos: crate::diag::Pos,
+    /// Table names, in this account and the lab's region.
+    pub tables: Vec<Located<String>>,
 }
 
 /// Capture storage.
@@ -446,6 +457,7 @@ impl Iam {
             instance_role: InstanceRole {
                 name: Located::new("instance".into(), pos),
                 managed_policies: vec![Located::new("AmazonSSMManagedInstanceCore".into(), pos)],
+                dynamodb: None,
             },
         }
     }
@@ -557,15 +569,27 @@ fn decode_iam(d: &mut Decoder, node: &Node) -> Option<Iam> {
         let mut r = d.map(n, "`instance_role`")?;
         let name = r.req(d, "name");
         let managed_policies = r.opt(d, "managed_policies").unwrap_or_default();
+        let dynamodb = r.opt_with(d, "dynamodb", decode_dynamodb);
         r.finish(d)?;
         Some(InstanceRole {
             name: name?,
             managed_policies,
+            dynamodb,
         })
     });
     m.finish(d)?;
     Some(Iam {
         instance_role: role?,
+    })
+}
+
+fn decode_dynamodb(d: &mut Decoder, node: &Node) -> Option<DynamoDb> {
+    let mut m = d.map(node, "`dynamodb`")?;
+    let tables = m.req(d, "tables");
+    m.finish(d)?;
+    Some(DynamoDb {
+        pos: node.pos,
+        tables: tables?,
     })
 }
 

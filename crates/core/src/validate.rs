@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::Ipv4Net;
 
+use crate::address;
 use crate::decode::{Decoder, Located};
 use crate::diag::{Diagnostics, Pos};
 use crate::topology::{ArtifactSource, BucketName, Image, Instance, Peer, Rule, Topology, decode};
@@ -58,14 +59,16 @@ pub fn check(text: &str) -> Checked {
 /// Runs every semantic check on a decoded topology.
 pub fn validate(t: &Topology, complete: bool, d: &mut Diagnostics) {
     check_lab_name(&t.name, d);
-    if let Some(region) = &t.region
-        && !is_region(region)
-    {
-        d.error(
-            region.pos,
-            format!("`{}` is not an AWS region name", region.value),
-        )
-        .hint("such as `eu-north-1` or `us-east-1`");
+    if let Some(region) = &t.region {
+        if !is_region(region) {
+            d.error(
+                region.pos,
+                format!("`{}` is not an AWS region name", region.value),
+            )
+            .hint("such as `eu-north-1` or `us-east-1`");
+        } else if let Err(why) = supported_region(region) {
+            d.error(region.pos, why);
+        }
     }
     let subnets = check_network(t, complete, d);
     if let Some(dns) = &t.dns {
@@ -120,6 +123,32 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The partition a region belongs to: `aws`, or another one labctl does not serve.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso") || region.starts_with("eu-iso") {
+        "aws-iso"
+    } else {
+        "aws"
+    }
+}
+
+/// Whether labctl serves `region`. Every ARN, endpoint, service principal, price and
+/// image it knows is the standard `aws` partition's, so other partitions are refused
+/// before anything is made there.
+pub fn supported_region(region: &str) -> Result<(), String> {
+    match partition(region) {
+        "aws" => Ok(()),
+        other => Err(format!(
+            "region `{region}` is in the {other} partition; labctl builds labs in the \
+             standard aws partition's regions only"
+        )),
+    }
 }
 
 fn is_region(s: &str) -> bool {
@@ -306,36 +335,117 @@ fn check_rule(rule: &Rule, peers_key: &str, roles: &BTreeSet<String>, d: &mut Di
             format!("the rule lists no one under `{peers_key}`"),
         );
     }
-    let mut has_world = false;
     for peer in &rule.peers {
-        match &peer.value {
-            Peer::Role(name) if !roles.contains(name) => {
-                d.error(peer.pos, format!("unknown role `{name}`"))
-                    .did_you_mean(name, roles.iter().map(String::as_str));
-            }
-            p if p.is_world() => {
-                has_world = true;
-                let what = match &rule.ports {
-                    Some(ports) => format!("{proto} port {}", ports.value),
-                    None => format!("{proto} traffic"),
-                };
-                if peers_key == "to" {
-                    // Outbound to anywhere is the AWS default, not a risk.
-                } else if rule.allow_world {
-                    d.warning(peer.pos, format!("{what} is open to the whole internet"));
-                } else {
-                    d.error(peer.pos, format!("0.0.0.0/0 would open {what} to the whole internet"))
-                        .hint("name roles or addresses (`my-ip`), or add `allow_world: true` to the rule if you mean it");
-                }
-            }
-            _ => {}
+        if let Peer::Role(name) = &peer.value
+            && !roles.contains(name)
+        {
+            d.error(peer.pos, format!("unknown role `{name}`"))
+                .did_you_mean(name, roles.iter().map(String::as_str));
         }
     }
-    if rule.allow_world && !has_world {
-        d.warning(
-            rule.pos,
-            "`allow_world` has no effect: the rule has no 0.0.0.0/0 source",
+    if let Some(description) = &rule.description {
+        check_description(description, d);
+    }
+    // Outbound to anywhere is the AWS default, not a risk.
+    if peers_key == "to" {
+        return;
+    }
+    check_world(rule, d);
+}
+
+/// A rule whose address sources together cover more than a /8 of public address
+/// space opens its ports to the world as surely as `0.0.0.0/0` does, so it needs
+/// `allow_world: true` too.
+fn check_world(rule: &Rule, d: &mut Diagnostics) {
+    let wide: Vec<&Located<Peer>> = rule
+        .peers
+        .iter()
+        .filter(|p| matches!(&p.value, Peer::Cidr(net) if net.prefix_len() <= 8))
+        .collect();
+    let blocks: Vec<ipnet::Ipv4Net> = rule
+        .peers
+        .iter()
+        .filter_map(|p| match &p.value {
+            Peer::Cidr(net) => Some(*net),
+            Peer::Role(_) | Peer::MyIp => None,
+        })
+        .collect();
+    let covered = address::public_addresses(&blocks);
+    let Some(first) = wide.first().copied().or(rule.peers.first()) else {
+        return;
+    };
+    if covered <= WORLD_THRESHOLD {
+        if rule.allow_world {
+            d.warning(
+                rule.pos,
+                "`allow_world` has no effect: the rule's sources cover no more than a /8 of public addresses",
+            );
+        }
+        return;
+    }
+    let proto = rule.proto.value;
+    let what = match &rule.ports {
+        Some(ports) => format!("{proto} port {}", ports.value),
+        None => format!("{proto} traffic"),
+    };
+    let whom = if covered == address::all_public() {
+        "the whole internet".to_owned()
+    } else {
+        format!(
+            "{:.1} million public addresses ({:.1}% of the internet)",
+            covered as f64 / 1e6,
+            covered as f64 * 100.0 / address::all_public() as f64
+        )
+    };
+    let sources: Vec<String> = rule
+        .peers
+        .iter()
+        .filter_map(|p| match &p.value {
+            Peer::Cidr(net) => Some(net.to_string()),
+            Peer::Role(_) | Peer::MyIp => None,
+        })
+        .collect();
+    if rule.allow_world {
+        d.warning(first.pos, format!("{what} is open to {whom}"));
+    } else {
+        d.error(
+            first.pos,
+            format!("{} would open {what} to {whom}", sources.join(", ")),
+        )
+        .hint("name roles or addresses (`my-ip`), or add `allow_world: true` to the rule if you mean it");
+    }
+}
+
+/// More public addresses than this (a /8) is the world.
+const WORLD_THRESHOLD: u64 = 1 << 24;
+
+/// EC2's rule descriptions: at most 255 characters from a documented set.
+fn check_description(description: &Located<String>, d: &mut Diagnostics) {
+    const ALLOWED: &str = " ._-:/()#,@[]+=&;{}!$*";
+    let text = &description.value;
+    if text.chars().count() > 255 {
+        d.error(
+            description.pos,
+            format!(
+                "the description is {} characters; EC2 takes at most 255",
+                text.chars().count()
+            ),
         );
+    }
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ALLOWED.contains(*c)))
+    {
+        let shown = if bad.is_control() {
+            format!("{bad:?}")
+        } else {
+            format!("`{bad}`")
+        };
+        d.error(
+            description.pos,
+            format!("the description holds {shown}, which EC2 refuses in a rule description"),
+        )
+        .hint(format!("letters, digits, spaces and {}", ALLOWED.trim()));
     }
 }
 
@@ -379,6 +489,12 @@ fn check_iam(t: &Topology, d: &mut Diagnostics) {
             d.error(policy.pos, format!("policy `{p}` is listed twice"));
         }
     }
+    for policy in &role.managed_policies {
+        check_power(policy, role.dynamodb.is_some(), d);
+    }
+    if let Some(dynamodb) = &role.dynamodb {
+        check_tables(dynamodb, d);
+    }
     if !seen
         .iter()
         .any(|p| p.ends_with("AmazonSSMManagedInstanceCore"))
@@ -387,6 +503,78 @@ fn check_iam(t: &Topology, d: &mut Diagnostics) {
             role.name.pos,
             "without AmazonSSMManagedInstanceCore, `labctl ssm-shell` cannot reach the instances",
         );
+    }
+}
+
+/// What the instances need from IAM: their bucket (labctl's own policy), SSM, and
+/// DynamoDB for the labs that use it. Anything broader is named, since every process
+/// on every instance, a student's included, holds it.
+fn check_power(policy: &Located<String>, scoped_tables: bool, d: &mut Diagnostics) {
+    let name = policy.value.rsplit('/').next().unwrap_or(&policy.value);
+    match name {
+        "AmazonDynamoDBFullAccess" if scoped_tables => {
+            d.error(
+                policy.pos,
+                "AmazonDynamoDBFullAccess grants every table in the account, which \
+                 `dynamodb: { tables: [...] }` scopes down; list one or the other",
+            );
+        }
+        "AmazonDynamoDBFullAccess" => {
+            d.note(
+                policy.pos,
+                "AmazonDynamoDBFullAccess covers every DynamoDB table in the account",
+            )
+            .hint(
+                "`dynamodb: { tables: [...] }` under `instance_role` grants only the lab's tables",
+            );
+        }
+        "AdministratorAccess" => {
+            d.warning(
+                policy.pos,
+                "AdministratorAccess lets every process on every instance do anything in the account",
+            );
+        }
+        "PowerUserAccess" => {
+            d.warning(
+                policy.pos,
+                "PowerUserAccess lets every process on every instance do anything in the account but manage IAM",
+            );
+        }
+        "IAMFullAccess" => {
+            d.warning(
+                policy.pos,
+                "IAMFullAccess lets every process on every instance grant itself anything",
+            );
+        }
+        other if other.ends_with("FullAccess") => {
+            d.warning(
+                policy.pos,
+                format!("{other} grants every instance full control of a whole service, beyond what the lab needs"),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// DynamoDB's table names: 3 to 255 of `a-z A-Z 0-9 _ - .`, each once.
+fn check_tables(dynamodb: &crate::topology::DynamoDb, d: &mut Diagnostics) {
+    if dynamodb.tables.is_empty() {
+        d.error(dynamodb.pos, "`dynamodb.tables` names no table");
+    }
+    let mut seen = BTreeSet::new();
+    for table in &dynamodb.tables {
+        let name = &table.value;
+        let valid = (3..=255).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !valid {
+            d.error(table.pos, format!("`{name}` is not a DynamoDB table name"))
+                .hint("3 to 255 letters, digits, `_`, `-` and `.`");
+        }
+        if !seen.insert(name.as_str()) {
+            d.error(table.pos, format!("table `{name}` is listed twice"));
+        }
     }
 }
 

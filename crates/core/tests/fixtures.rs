@@ -41,6 +41,7 @@ fn expectations(text: &str) -> Vec<Expectation> {
                 severity: match sev {
                     "error" => Severity::Error,
                     "warning" => Severity::Warning,
+                    "note" => Severity::Note,
                     other => panic!("unknown severity {other}"),
                 },
                 line: line.parse().expect("line"),
@@ -53,6 +54,11 @@ fn expectations(text: &str) -> Vec<Expectation> {
 
 /// Checks one file against its expectations; returns the rendered diagnostics.
 fn verify(path: &Path) -> String {
+    verify_with(path, Vec::new())
+}
+
+/// As [`verify`], with expectations the file cannot carry itself.
+fn verify_with(path: &Path, extra: Vec<Expectation>) -> String {
     let text = std::fs::read_to_string(path).expect("fixture readable");
     let checked = check(&text);
     let name = path.file_name().expect("file name").to_string_lossy();
@@ -61,7 +67,8 @@ fn verify(path: &Path) -> String {
         .iter()
         .map(|d| d.display_with_file(&name).to_string())
         .collect();
-    let expected = expectations(&text);
+    let mut expected = expectations(&text);
+    expected.extend(extra);
     let mut unmatched: Vec<&str> = rendered.iter().map(String::as_str).collect();
     for e in &expected {
         let found = checked.diagnostics.iter().position(|d| {
@@ -117,11 +124,30 @@ fn invalid_fixtures_report_every_problem_where_it_is() {
 
 #[test]
 fn valid_fixtures_and_the_default_lab_pass() {
-    let mut files = fixtures("valid");
-    files.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topology.yaml"));
-    for path in files {
+    for path in fixtures("valid") {
         verify(&path);
     }
+    // The default lab keeps the seed lab's AmazonDynamoDBFullAccess, and says what it
+    // covers (the user's file carries no test comments).
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topology.yaml");
+    let text = std::fs::read_to_string(&default).expect("readable");
+    let line = text
+        .lines()
+        .position(|l| l.contains("AmazonDynamoDBFullAccess"))
+        .expect("the default lab lists AmazonDynamoDBFullAccess");
+    let col = text
+        .lines()
+        .nth(line)
+        .and_then(|l| l.find("AmazonDynamoDBFullAccess"));
+    verify_with(
+        &default,
+        vec![Expectation {
+            severity: Severity::Note,
+            line: u32::try_from(line + 1).expect("small"),
+            col: u32::try_from(col.expect("column") + 1).expect("small"),
+            fragment: "AmazonDynamoDBFullAccess covers every DynamoDB table in the account".into(),
+        }],
+    );
 }
 
 #[test]

@@ -24,7 +24,8 @@
 //!   channel websocket behind `StreamUrl` (`/v1/data-channel/<id>`), served as the agent
 //!   would: a real shell in a pseudo-terminal, or port forwarding over smux to real
 //!   loopback ports ([`session`]); with fault flags it withholds acknowledgements,
-//!   reorders, duplicates, pauses the client or drops the websocket, and
+//!   reorders, duplicates, pauses the client, drops the websocket or numbers its
+//!   messages far ahead of what the client expects, and
 //!   `GET /_double/sessions` shows each session's counters, so tests can tell it did.
 //!
 //! It prints one line, `endpoint http://127.0.0.1:PORT`, on stdout, logs to stderr, and
@@ -92,6 +93,18 @@ struct Cli {
     /// After N output messages, close the websocket once (the client must resume).
     #[arg(long, value_name = "N")]
     close_after: Option<u64>,
+    /// After N output messages, number the following ones --skip-by further ahead,
+    /// leaving a gap that never fills (the client must refuse to buffer them).
+    #[arg(long, value_name = "N")]
+    skip_ahead: Option<u64>,
+    /// How far ahead --skip-ahead jumps, in sequence numbers.
+    #[arg(
+        long,
+        value_name = "COUNT",
+        default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(i64).range(1..=1 << 40)
+    )]
+    skip_by: i64,
     /// Shell sessions ask for KMS encryption (the account preference), and start no shell.
     #[arg(long)]
     kms: bool,
@@ -158,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
                     .pause_after
                     .map(|n| (n, Duration::from_millis(cli.pause_ms))),
                 close_after: cli.close_after,
+                skip_ahead: cli.skip_ahead.map(|n| (n, cli.skip_by)),
             },
         })),
     });

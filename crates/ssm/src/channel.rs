@@ -3,6 +3,9 @@
 //! Each side numbers its stream messages from 0 and keeps every one until it is
 //! acknowledged, resending the oldest after an adaptive timeout; received messages are
 //! delivered in order exactly once (those ahead are buffered, those behind re-acked).
+//! The buffer of messages ahead is bounded, in count and in distance from the next
+//! expected one, because its size is the peer's to choose: a peer past either bound
+//! ends the session with an error saying so, and nothing it sent past them is kept.
 //! The websocket may drop at any time: the [`Connector`] gives a new one (the client
 //! asks `ssm:ResumeSession` for it; the agent waits for the client to come back) and
 //! every unacknowledged message is sent again. One task drives it all; the
@@ -75,7 +78,26 @@ impl Role {
             Role::Agent => INPUT_STREAM_DATA,
         }
     }
+    fn peer(self) -> &'static str {
+        match self {
+            Role::Client => "the agent",
+            Role::Agent => "the client",
+        }
+    }
 }
+
+/// Messages ahead of the next expected one kept at most: the official plugin's
+/// incoming buffer capacity (10,000). At the agent's 1 KiB payloads, about 10 MiB.
+pub const AHEAD_MAX_MESSAGES: usize = 10_000;
+
+/// Unacknowledged messages the agent keeps at most (its outgoing buffer capacity).
+const PEER_UNACKED_MAX: i64 = 100_000;
+
+/// How far past the next expected message a sequence number may be. Every message
+/// between the gap and a new one is either still unacknowledged by the peer (the
+/// agent keeps at most 100,000) or acknowledged and kept here (at most
+/// [`AHEAD_MAX_MESSAGES`]); one further ahead follows a gap that can never fill.
+pub const AHEAD_MAX_DISTANCE: i64 = PEER_UNACKED_MAX + AHEAD_MAX_MESSAGES as i64;
 
 /// Deliberate misbehaviour, for a test double to exercise a peer's recovery.
 #[derive(Debug, Clone, Copy, Default)]
@@ -90,6 +112,9 @@ pub struct Faults {
     pub pause_after: Option<(u64, Duration)>,
     /// After this many stream messages sent, close the websocket once.
     pub close_after: Option<u64>,
+    /// After this many stream messages sent, number the following ones this much
+    /// further ahead, leaving a gap that never fills.
+    pub skip_ahead: Option<(u64, i64)>,
 }
 
 /// How the channel behaves.
@@ -482,6 +507,11 @@ impl Driver {
     }
 
     async fn send_data(&mut self, payload_type: PayloadType, payload: Bytes) -> Step {
+        if let Some((after, by)) = self.config.faults.skip_ahead
+            && self.sent_count == after
+        {
+            self.next_seq = self.next_seq.saturating_add(by);
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         let flags = if seq == 0 { message::FLAG_SYN } else { 0 };
@@ -666,6 +696,15 @@ impl Driver {
             self.acknowledge(&m).await;
             return Step::Continue;
         }
+        // Neither acknowledged nor kept: the session ends.
+        if let Some(why) = self.beyond_bounds(seq) {
+            tracing::debug!("{why}");
+            let _ = self.events.send(Event::Failed(why)).await;
+            if let Some(s) = self.socket.as_mut() {
+                let _ = s.close().await;
+            }
+            return Step::End;
+        }
         self.received_count += 1;
         if let Some(n) = self.config.faults.drop_ack_every
             && n > 0
@@ -686,6 +725,25 @@ impl Driver {
             self.deliver(next).await;
         }
         Step::Continue
+    }
+
+    /// Why message `seq`, not yet delivered nor buffered, cannot be kept, if it cannot.
+    fn beyond_bounds(&self, seq: i64) -> Option<String> {
+        let (peer, expected) = (self.config.role.peer(), self.expected);
+        if seq.saturating_sub(expected) > AHEAD_MAX_DISTANCE {
+            Some(format!(
+                "{peer} sent message {seq} while {expected} was expected; \
+                 more than {AHEAD_MAX_DISTANCE} ahead: ending the session"
+            ))
+        } else if seq > expected && self.ahead.len() >= AHEAD_MAX_MESSAGES {
+            Some(format!(
+                "{peer} sent message {seq} while {expected} was expected; \
+                 {} messages past {expected} already wait, the most kept: ending the session",
+                self.ahead.len()
+            ))
+        } else {
+            None
+        }
     }
 
     async fn acknowledge(&mut self, m: &ClientMessage) {

@@ -4,7 +4,7 @@
 
 use anyhow::bail;
 use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
-use labctl_core::marks::{self, INLINE_POLICY, LABNET_KEY_PREFIX, iam_path};
+use labctl_core::marks::{self, DYNAMODB_POLICY, INLINE_POLICY, LABNET_KEY_PREFIX, iam_path};
 use labctl_core::plan::{Change, Found};
 use labctl_core::{Address, Kind, Spec};
 use serde_json::json;
@@ -38,7 +38,7 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
     for role in &roles {
         let name = role.role_name();
         // Everything the plan claims about the role, read at once.
-        let (managed, inline, names, detail) = tokio::try_join!(
+        let (managed, inline, tables, names, detail) = tokio::try_join!(
             async {
                 c.iam
                     .list_attached_role_policies()
@@ -55,6 +55,16 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
                     .get_role_policy()
                     .role_name(name)
                     .policy_name(INLINE_POLICY)
+                    .send()
+                    .await
+                    .map_err(aws(format!("IAM GetRolePolicy {name}")))
+                    .absent_if(&["NoSuchEntity"])
+            },
+            async {
+                c.iam
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(DYNAMODB_POLICY)
                     .send()
                     .await
                     .map_err(aws(format!("IAM GetRolePolicy {name}")))
@@ -85,8 +95,13 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
             .filter_map(|p| p.policy_arn().map(str::to_owned))
             .collect();
         managed.sort();
-        let mut other_inline: Vec<String> =
-            names.into_iter().filter(|n| n != INLINE_POLICY).collect();
+        // labctl's DynamoDB policy is its own only when it is exactly what labctl
+        // writes; otherwise it is drift, removed and written again.
+        let tables = tables.and_then(|p| tables_of_policy(p.policy_document()));
+        let mut other_inline: Vec<String> = names
+            .into_iter()
+            .filter(|n| n != INLINE_POLICY && (n != DYNAMODB_POLICY || tables.is_none()))
+            .collect();
         other_inline.sort();
         let detail = detail.role();
         let spec = Spec::IamRole {
@@ -100,6 +115,7 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
                 .and_then(|r| r.permissions_boundary())
                 .and_then(|b| b.permissions_boundary_arn())
                 .map(str::to_owned),
+            dynamodb_tables: tables.unwrap_or_default(),
         };
         out.push(found(Address::single(Kind::IamRole), name, name, spec));
     }
@@ -152,6 +168,7 @@ impl Applier<'_> {
         name: &str,
         managed: &[String],
         bucket: Option<&str>,
+        tables: &[String],
     ) -> anyhow::Result<()> {
         let trust = trust_policy();
         let path = iam_path(self.inputs.lab, &self.c.region);
@@ -191,7 +208,8 @@ impl Applier<'_> {
             }
             Err(e) => return Err(e.into()),
         }
-        self.role_policies(name, &[], managed, None, bucket).await
+        self.role_policies(name, &[], managed, None, bucket).await?;
+        self.role_tables(name, &[], tables).await
     }
 
     pub(in crate::aws) async fn role_policies(
@@ -247,6 +265,39 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// labctl's DynamoDB policy: written when the tables differ, deleted when none
+    /// are wanted.
+    pub(in crate::aws) async fn role_tables(
+        &self,
+        role: &str,
+        have: &[String],
+        want: &[String],
+    ) -> anyhow::Result<()> {
+        if have == want {
+            return Ok(());
+        }
+        let iam = &self.c.iam;
+        if want.is_empty() {
+            gone(
+                iam.delete_role_policy()
+                    .role_name(role)
+                    .policy_name(DYNAMODB_POLICY)
+                    .send()
+                    .await
+                    .map_err(aws("IAM DeleteRolePolicy")),
+            )?;
+        } else {
+            iam.put_role_policy()
+                .role_name(role)
+                .policy_name(DYNAMODB_POLICY)
+                .policy_document(dynamodb_policy(want).to_string())
+                .send()
+                .await
+                .map_err(aws("IAM PutRolePolicy"))?;
+        }
+        Ok(())
+    }
+
     /// Puts back what was changed behind labctl's back: the trust policy, inline
     /// policies it did not write, a permissions boundary; then the policies it wants.
     pub(in crate::aws) async fn update_role(
@@ -259,6 +310,7 @@ impl Applier<'_> {
             Spec::IamRole {
                 managed_policies,
                 inline_policy_bucket,
+                dynamodb_tables,
                 ..
             },
             Spec::IamRole {
@@ -267,6 +319,7 @@ impl Applier<'_> {
                 trust_ec2_only,
                 other_inline_policies,
                 permissions_boundary,
+                dynamodb_tables: ht,
             },
         ) = (want, have)
         else {
@@ -307,7 +360,8 @@ impl Applier<'_> {
             hb.as_deref(),
             inline_policy_bucket.as_deref(),
         )
-        .await
+        .await?;
+        self.role_tables(id, ht, dynamodb_tables).await
     }
 
     /// Its policies first (managed, then every inline one), then the role.
@@ -401,6 +455,49 @@ pub fn bucket_policy(bucket: &str) -> serde_json::Value {
             }
         ]
     })
+}
+
+/// The scoped DynamoDB policy: everything on the lab's tables (their indexes and
+/// streams too), and listing tables, which names no resource. Nothing else of
+/// DynamoDB, where `AmazonDynamoDBFullAccess` would grant every table there is.
+pub fn dynamodb_policy(tables: &[String]) -> serde_json::Value {
+    let resources: Vec<String> = tables
+        .iter()
+        .flat_map(|t| [t.clone(), format!("{t}/*")])
+        .collect();
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "LabTables",
+                "Effect": "Allow",
+                "Action": "dynamodb:*",
+                "Resource": resources
+            },
+            {
+                "Sid": "ListTables",
+                "Effect": "Allow",
+                "Action": "dynamodb:ListTables",
+                "Resource": "*"
+            }
+        ]
+    })
+}
+
+/// The tables a DynamoDB policy document grants, if it is exactly labctl's policy.
+pub fn tables_of_policy(document: &str) -> Option<Vec<String>> {
+    let decoded = percent_encoding::percent_decode_str(document)
+        .decode_utf8()
+        .ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&decoded).ok()?;
+    let tables: Vec<String> = doc["Statement"][0]["Resource"]
+        .as_array()?
+        .iter()
+        .filter_map(|r| r.as_str())
+        .filter(|r| !r.ends_with("/*"))
+        .map(str::to_owned)
+        .collect();
+    (doc == dynamodb_policy(&tables)).then_some(tables)
 }
 
 /// The bucket an inline policy document grants, if it is exactly labctl's policy.
