@@ -140,6 +140,31 @@ fn region_flag_contradicting_the_topology_is_an_error() {
     assert_eq!(sb.run(&["graph", "--region", "eu-north-1"]).code(), 0);
 }
 
+/// A region of another partition from the environment is refused as the topology's
+/// own would be, before any call (this sandbox's endpoint is unreachable).
+#[test]
+fn a_region_of_another_partition_is_refused_before_any_call() {
+    let sb = Sandbox::new();
+    let topology = std::fs::read_to_string(repo().join("topology.yaml")).expect("topology.yaml");
+    sb.write(
+        "topology.yaml",
+        &topology.replace("region: eu-north-1\n", ""),
+    );
+    for region in ["cn-north-1", "us-gov-west-1"] {
+        let mut cmd = sb.labctl(&["status"]);
+        cmd.env("AWS_REGION", region);
+        let run = crate::harness::Run(cmd.output().expect("labctl runs"));
+        assert_eq!(run.code(), 1, "{}", run.transcript());
+        assert!(
+            run.stderr()
+                .contains(&format!("region `{region}` is in the aws-")),
+            "{}",
+            run.transcript()
+        );
+        assert!(!run.stderr().contains("connect"), "{}", run.transcript());
+    }
+}
+
 #[test]
 fn an_invalid_topology_stops_before_any_aws_call() {
     // The endpoint in this sandbox is unreachable: reaching AWS would print a
