@@ -73,7 +73,21 @@ impl Lab {
             Needs::Plan => my_ip(&topology, global.my_ip).await?,
             Needs::Read => None,
         };
+        let policy_arns = match needs {
+            Needs::Plan => {
+                let names: Vec<String> = topology
+                    .iam
+                    .instance_role
+                    .managed_policies
+                    .iter()
+                    .map(|p| p.value.clone())
+                    .collect();
+                aws::kinds::iam_role::resolve_policies(&clients, &names).await?
+            }
+            Needs::Read => Default::default(),
+        };
         let ctx = Context {
+            policy_arns,
             account,
             region: Some(clients.region.clone()),
             my_ip,

@@ -21,6 +21,7 @@ pub fn run(global: &GlobalArgs, args: &GraphArgs, printer: &Printer) -> anyhow::
         region,
         my_ip: global.my_ip.map(crate::myip::given).transpose()?,
         labnet_sha256: None,
+        policy_arns: Default::default(),
     };
     let desired = expand(&topology, &ctx);
     if args.json {

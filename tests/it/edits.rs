@@ -21,9 +21,25 @@ async fn round_trip(
     undo_has: &[&str],
     check: impl AsyncFn(&str, bool),
 ) {
+    round_trip_from(prefix, &[], edits, plan_has, undo_has, check).await;
+}
+
+/// [`round_trip`] from the default lab with `base` applied first.
+async fn round_trip_from(
+    prefix: &str,
+    base: &[(&str, &str)],
+    edits: &[(&str, &str)],
+    plan_has: &[&str],
+    undo_has: &[&str],
+    check: impl AsyncFn(&str, bool),
+) {
     let lab = unique_lab(prefix);
     let sb = Sandbox::with_localstack();
-    let original = default_lab(&lab);
+    let mut original = default_lab(&lab);
+    for (from, to) in base {
+        assert!(original.contains(from), "the default lab has {from:?}");
+        original = original.replacen(from, to, 1);
+    }
     let mut edited = original.clone();
     for (from, to) in edits {
         assert!(edited.contains(from), "the default lab has {from:?}");
@@ -341,6 +357,60 @@ async fn dns_ttl_and_zone() {
                     .any(|(r, _, v)| r.starts_with("server.") && v[0] == ip),
                 "server's record holds its address: {records:?}"
             );
+        },
+    )
+    .await;
+}
+
+/// A managed policy AWS keeps under a path is attached by its real ARN, found from
+/// its name; a name that names nothing stops `plan` and `up` before any change.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_managed_policy_under_a_path() {
+    let unknown = std::sync::atomic::AtomicBool::new(false);
+    round_trip(
+        "ed-pol",
+        &[(
+            "[AmazonDynamoDBFullAccess, AmazonSSMManagedInstanceCore]",
+            "[AmazonEC2RoleforSSM, AmazonSSMManagedInstanceCore]",
+        )],
+        &["~ iam-role", "arn:aws:iam::aws:policy/service-role/AmazonEC2RoleforSSM"],
+        &["~ iam-role"],
+        async |lab, edited| {
+            let iam = aws_sdk_iam::Client::new(&sdk_config(REGION).await);
+            let attached = iam
+                .list_attached_role_policies()
+                .role_name(format!("{lab}-DynamoDBAccessEC2"))
+                .send()
+                .await
+                .expect("policies");
+            let arns: Vec<&str> = attached
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn())
+                .collect();
+            assert_eq!(
+                arns.contains(&"arn:aws:iam::aws:policy/service-role/AmazonEC2RoleforSSM"),
+                edited,
+                "{arns:?}"
+            );
+            if !unknown.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let sb = Sandbox::with_localstack();
+                sb.write(
+                    "topology.yaml",
+                    &default_lab(lab).replace("AmazonDynamoDBFullAccess", "AmazonNoSuchPolicy"),
+                );
+                for command in [&["plan"][..], &["up", "--yes"][..]] {
+                    let run = sb.run(command);
+                    assert_eq!(run.code(), 1, "{}", run.transcript());
+                    assert!(
+                        run.stderr().contains(
+                            "managed policy `AmazonNoSuchPolicy` does not exist, neither AWS's nor this account's"
+                        ),
+                        "{}",
+                        run.transcript()
+                    );
+                }
+            }
         },
     )
     .await;
@@ -801,37 +871,62 @@ async fn the_subnets_cidr() {
     .await;
 }
 
+/// A subnet with no instances going private (one with instances may not: it would
+/// leave them no way out, which validation refuses).
 #[tokio::test(flavor = "multi_thread")]
-async fn the_subnet_going_private() {
-    round_trip(
+async fn a_spare_subnet_going_private() {
+    const SPARE: &str = "dns:\n";
+    round_trip_from(
         "ed-priv",
-        &[("public: true", "public: false")],
-        &[
-            "~ subnet/lab",
-            "- igw",
-            "- route-table/public",
-            "-/+ instance/server",
-        ],
-        &["~ subnet/lab", "+ igw", "+ route-table/public"],
+        &[(
+            SPARE,
+            "    - { name: spare, cidr: 10.0.2.0/24, public: true }\n\ndns:\n",
+        )],
+        &[(
+            "{ name: spare, cidr: 10.0.2.0/24, public: true }",
+            "{ name: spare, cidr: 10.0.2.0/24, public: false }",
+        )],
+        &["~ subnet/spare", "~ route-table/public"],
+        &["~ subnet/spare", "~ route-table/public"],
         async |lab, edited| {
-            let (_, _, public, associated, _) = network(lab).await;
-            assert_eq!(public, !edited);
-            assert_eq!(associated.is_empty(), edited);
-            let igws = ec2()
-                .await
-                .describe_internet_gateways()
+            let ec2 = ec2().await;
+            let subnets = ec2
+                .describe_subnets()
                 .filters(lab_filter(lab))
                 .send()
                 .await
-                .expect("igws");
-            assert_eq!(igws.internet_gateways().len(), usize::from(!edited));
+                .expect("subnets");
+            let spare = subnets
+                .subnets()
+                .iter()
+                .find(|s| s.cidr_block() == Some("10.0.2.0/24"))
+                .expect("the spare subnet");
+            let lab_subnet = subnets
+                .subnets()
+                .iter()
+                .find(|s| s.cidr_block() == Some("10.0.1.0/24"))
+                .expect("the instances' subnet");
+            assert_eq!(spare.map_public_ip_on_launch(), Some(!edited));
+            assert_eq!(lab_subnet.map_public_ip_on_launch(), Some(true));
+            let tables = ec2
+                .describe_route_tables()
+                .filters(lab_filter(lab))
+                .send()
+                .await
+                .expect("tables");
+            let associated: Vec<&str> = tables
+                .route_tables()
+                .iter()
+                .flat_map(|t| t.associations())
+                .filter_map(|a| a.subnet_id())
+                .collect();
+            assert_eq!(
+                associated.contains(&spare.subnet_id().unwrap_or_default()),
+                !edited
+            );
+            assert!(associated.contains(&lab_subnet.subnet_id().unwrap_or_default()));
             for i in instances(lab).await {
-                assert_eq!(
-                    i.public_ip_address().is_some(),
-                    !edited,
-                    "{:?}",
-                    i.instance_id()
-                );
+                assert!(i.public_ip_address().is_some(), "{:?}", i.instance_id());
             }
         },
     )

@@ -632,6 +632,10 @@ pub struct Context {
     pub region: Option<String>,
     /// The caller's public IPv4 address (for `my-ip`).
     pub my_ip: Option<Ipv4Addr>,
+    /// Managed policies' real ARNs by the name the topology gives, paths included
+    /// (`service-role/…`), as IAM resolved them; a name not here is taken to be at
+    /// AWS's root path.
+    pub policy_arns: std::collections::BTreeMap<String, String>,
     /// SHA-256 of the labnet binary labctl uploads (`artifacts.labnet` is `build` or
     /// `path`); unknown offline, and then no artifact is part of the desired state.
     pub labnet_sha256: Option<String>,
@@ -822,7 +826,12 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
         .instance_role
         .managed_policies
         .iter()
-        .map(|p| managed_policy_arn(&p.value))
+        .map(|p| {
+            ctx.policy_arns
+                .get(&p.value)
+                .cloned()
+                .unwrap_or_else(|| managed_policy_arn(&p.value))
+        })
         .collect();
     policies.sort();
     let mut dynamodb_tables: Vec<String> = t
@@ -1010,6 +1019,7 @@ mod tests {
             region: Some("eu-north-1".into()),
             my_ip: None,
             labnet_sha256: None,
+            policy_arns: Default::default(),
         };
         expand(&t, &ctx)
     }
@@ -1121,6 +1131,7 @@ mod tests {
             region: Some("ap-southeast-3".into()),
             my_ip: None,
             labnet_sha256: None,
+            policy_arns: Default::default(),
         };
         assert!(bucket_name(&t, &ctx).len() <= 63);
     }

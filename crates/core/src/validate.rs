@@ -70,7 +70,7 @@ pub fn validate(t: &Topology, complete: bool, d: &mut Diagnostics) {
             d.error(region.pos, why);
         }
     }
-    let subnets = check_network(t, complete, d);
+    let subnets = check_network(t, d);
     if let Some(dns) = &t.dns {
         check_zone_name(&dns.zone, d);
         if !(1..=604_800).contains(&dns.ttl.value) {
@@ -166,7 +166,7 @@ fn is_region(s: &str) -> bool {
 }
 
 /// Checks the VPC and subnets; returns the subnet names.
-fn check_network(t: &Topology, complete: bool, d: &mut Diagnostics) -> BTreeSet<String> {
+fn check_network(t: &Topology, d: &mut Diagnostics) -> BTreeSet<String> {
     let vpc = &t.network.cidr;
     check_block_size(vpc, "VPC", d);
     if !is_private(&vpc.value) {
@@ -204,13 +204,6 @@ fn check_network(t: &Topology, complete: bool, d: &mut Diagnostics) -> BTreeSet<
                 );
             }
         }
-    }
-    if complete && !t.network.subnets.iter().any(|s| s.public) {
-        d.warning(
-            t.network.cidr.pos,
-            "no subnet is public: instances cannot reach package mirrors, labnet or SSM",
-        )
-        .hint("set `public: true` on a subnet");
     }
     names.into_keys().map(str::to_owned).collect()
 }
@@ -599,6 +592,37 @@ fn check_bucket_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// An instance needs a way out: apt, labnet's download, SSM and its report all go to
+/// the internet, and labctl makes no NAT gateway or VPC endpoints. A private subnet
+/// gives it none, and it would never report.
+fn check_way_out(t: &Topology, inst: &Instance, d: &mut Diagnostics) {
+    let subnet = match &inst.subnet {
+        Some(name) => t
+            .network
+            .subnets
+            .iter()
+            .find(|s| s.name.value == name.value),
+        None => t.network.subnets.first(),
+    };
+    if let Some(subnet) = subnet
+        && !subnet.public
+    {
+        let pos = inst.subnet.as_ref().map_or(inst.name.pos, |s| s.pos);
+        d.error(
+            pos,
+            format!(
+                "instance `{}` is in subnet `{}`, which has no route out: it could not \
+                 install packages, fetch labnet, reach SSM or report",
+                inst.name.value, subnet.name.value
+            ),
+        )
+        .hint(format!(
+            "set `public: true` on subnet `{}` (labctl makes no NAT gateway or VPC endpoints)",
+            subnet.name.value
+        ));
+    }
+}
+
 fn check_instances(
     t: &Topology,
     roles: &BTreeSet<String>,
@@ -645,6 +669,7 @@ fn check_instances(
             d.error(subnet.pos, format!("unknown subnet `{}`", subnet.value))
                 .did_you_mean(&subnet.value, known.iter().map(String::as_str));
         }
+        check_way_out(t, inst, d);
         if (1..=MAX_COUNT).contains(&count) {
             for name in inst.expanded_names() {
                 if let Some(first) = expanded.get(&name)

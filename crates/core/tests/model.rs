@@ -882,9 +882,13 @@ impl Knobs {
                 subnets.push(*s);
             }
         }
+        let client_subnet = self.client_subnet.min(subnets.len() - 1);
         let mut t = String::from("name: prop\nnetwork:\n");
         t += &format!("  cidr: 10.{}.0.0/16\n  subnets:\n", self.vpc);
         for (i, (octet, public)) in subnets.iter().enumerate() {
+            // A subnet with instances needs its way out (validation says so); the
+            // others may be private.
+            let public = *public || i == 0 || i == client_subnet;
             t += &format!(
                 "    - {{ name: s{i}, cidr: 10.{}.{octet}.0/24, public: {public} }}\n",
                 self.vpc
@@ -911,7 +915,6 @@ impl Knobs {
         t += &format!("iam:\n  instance_role:\n    name: {}\n", self.role_name);
         t += &format!("    managed_policies: [{}]\n", self.policies.join(", "));
         t += &format!("captures:\n  bucket: {}\n", self.bucket.unwrap_or("auto"));
-        let client_subnet = self.client_subnet.min(subnets.len() - 1);
         t += "instances:\n";
         t += &format!(
             "  - {{ name: server, role: server, type: {}, image: {}, services: [{}] }}\n",

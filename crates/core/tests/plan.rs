@@ -36,14 +36,14 @@ const KINDS: [Kind; 13] = [
     Kind::DnsRecord,
 ];
 
-/// Two subnets (one private), a zone, two roles and one instance per subnet.
+/// Two subnets, a zone, two roles and one instance per subnet.
 const TINY: &str = "\
 name: tiny
 network:
   cidr: 10.1.0.0/16
   subnets:
     - { name: pub, cidr: 10.1.1.0/24, public: true }
-    - { name: priv, cidr: 10.1.2.0/24 }
+    - { name: back, cidr: 10.1.2.0/24, public: true }
 dns:
   zone: tiny.test
 roles:
@@ -55,7 +55,7 @@ roles:
       - { proto: tcp, ports: 5432, from: [role:web] }
 instances:
   - { name: web, role: web, type: t3.micro, image: ubuntu-24.04 }
-  - { name: db, role: db, type: t3.small, image: ami-0fedcba9876543210, subnet: priv }
+  - { name: db, role: db, type: t3.small, image: ami-0fedcba9876543210, subnet: back }
 ";
 
 /// One public subnet, no DNS: a small lab for whole-plan snapshots.
@@ -1004,17 +1004,18 @@ fn subnet_cidr_change_replaces_its_instances_only() {
     let d = desired_from(TINY);
 
     let mut observed = matching(&d);
-    set_cidr(&mut observed, "subnet/priv", "10.1.3.0/24");
+    set_cidr(&mut observed, "subnet/back", "10.1.3.0/24");
     let plan = diff(&d, &observed);
     assert_eq!(
         summary(&plan),
         expect(&[
-            ("subnet/priv", Action::Replace),
+            ("subnet/back", Action::Replace),
+            ("route-table/public", Action::Update),
             ("instance/db", Action::Replace),
             ("dns-record/db", Action::Update),
         ])
     );
-    assert_eq!(attr_names(&plan, "subnet/priv"), ["cidr"]);
+    assert_eq!(attr_names(&plan, "subnet/back"), ["cidr"]);
     check_schedule(&plan, &schedule(&plan, &d), &[&d]);
 
     // The public subnet is also in the route table, which re-associates in place.
@@ -1054,7 +1055,7 @@ fn subnet_cidr_change_replaces_its_instances_only() {
 fn drift_and_a_replaced_parent_make_one_replacement() {
     let d = desired_from(TINY);
     let mut observed = matching(&d);
-    set_cidr(&mut observed, "subnet/priv", "10.1.3.0/24");
+    set_cidr(&mut observed, "subnet/back", "10.1.3.0/24");
     instance_field(&mut observed, "instance/db", |ty, _, _, _| {
         *ty = "t3.nano".into()
     });
@@ -1062,7 +1063,8 @@ fn drift_and_a_replaced_parent_make_one_replacement() {
     assert_eq!(
         summary(&plan),
         expect(&[
-            ("subnet/priv", Action::Replace),
+            ("subnet/back", Action::Replace),
+            ("route-table/public", Action::Update),
             ("instance/db", Action::Replace),
             ("dns-record/db", Action::Update),
         ])
@@ -1071,7 +1073,7 @@ fn drift_and_a_replaced_parent_make_one_replacement() {
     let db = change(&plan, "instance/db");
     assert_eq!(attr_names(&plan, "instance/db"), ["type"]);
     assert!(!db.attributes[0].forces_replacement);
-    assert_eq!(db.reason.as_deref(), Some("subnet/priv is replaced"));
+    assert_eq!(db.reason.as_deref(), Some("subnet/back is replaced"));
     let text = render(&plan);
     assert!(text.contains("      type: t3.nano -> t3.small\n"), "{text}");
     assert!(!text.contains("t3.small  # forces replacement"), "{text}");
@@ -1239,9 +1241,10 @@ fn schedule_of_a_fresh_lab_is_its_waves() {
         .map(|w| w.iter().map(|r| Step::Create(r.address.clone())).collect())
         .collect();
     assert_eq!(stages, waves);
-    // The private instance does not wait for the route table; the public one does.
+    // Instances wait for the route table that gives them their way out.
     let at = |a: &str| stage_of(&stages, &Step::Create(addr(a)));
     assert!(at("route-table/public") < at("instance/web"));
+    assert!(at("route-table/public") < at("instance/db"));
     assert!(at("sg-rules/web") < at("instance/web"));
     assert!(at("instance/db") < at("dns-record/db"));
     assert!(at("dns-zone") < at("dns-record/db"));

@@ -415,6 +415,72 @@ impl Applier<'_> {
     }
 }
 
+/// The real ARN of each managed policy the topology names, path included: AWS keeps
+/// some under a path (`service-role/AmazonEC2RoleforSSM`), so a name is not always
+/// `arn:aws:iam::aws:policy/<name>`. A name is looked up at AWS's root first, then
+/// among every policy AWS and the account have; an ARN is checked as given. One that
+/// does not exist is an error naming it, before anything changes.
+pub async fn resolve_policies(
+    c: &Clients,
+    names: &[String],
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut unresolved = Vec::new();
+    for name in names {
+        let arn = labctl_core::desired::managed_policy_arn(name);
+        let found = c
+            .iam
+            .get_policy()
+            .policy_arn(&arn)
+            .send()
+            .await
+            .map_err(aws(format!("IAM GetPolicy {arn}")))
+            .absent_if(&["NoSuchEntity"])?;
+        match found {
+            Some(_) => {
+                out.insert(name.clone(), arn);
+            }
+            None if name.starts_with("arn:") => {
+                bail!("managed policy {name} does not exist; nothing was changed")
+            }
+            None => unresolved.push(name.clone()),
+        }
+    }
+    if unresolved.is_empty() {
+        return Ok(out);
+    }
+    let listed = c
+        .iam
+        .list_policies()
+        .scope(aws_sdk_iam::types::PolicyScopeType::All)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(aws("IAM ListPolicies"))?;
+    for name in unresolved {
+        // AWS's own first, then the account's, each in ARN order: the same answer on
+        // every run.
+        let mut matches: Vec<&str> = listed
+            .iter()
+            .filter(|p| p.policy_name() == Some(name.as_str()))
+            .filter_map(|p| p.arn())
+            .collect();
+        matches.sort_by_key(|arn| (!arn.starts_with("arn:aws:iam::aws:"), *arn));
+        match matches.first() {
+            Some(arn) => {
+                out.insert(name, (*arn).to_owned());
+            }
+            None => bail!(
+                "managed policy `{name}` does not exist, neither AWS's nor this account's; \
+                 check its name (IAM console, Policies); nothing was changed"
+            ),
+        }
+    }
+    Ok(out)
+}
+
 /// Who may assume the role: EC2, and nobody else.
 fn trust_policy() -> serde_json::Value {
     json!({
