@@ -86,7 +86,12 @@ impl Lab {
             }
             Needs::Read => Default::default(),
         };
+        let zones = match needs {
+            Needs::Plan => aws::zones::choose(&clients, &topology).await?,
+            Needs::Read => Default::default(),
+        };
         let ctx = Context {
+            zones,
             policy_arns,
             account,
             region: Some(clients.region.clone()),
@@ -155,6 +160,24 @@ impl Lab {
             .as_ref()
             .map(|l| l.value.0.as_secs() / 60);
         cost::estimate(&self.clients.region, &instances).render(lifetime)
+    }
+
+    /// The account's quotas against what the plan adds, before anything changes (see
+    /// [`aws::preflight`]); what could not be checked is a warning.
+    pub async fn preflight(&self, plan: &Plan, printer: &Printer) -> anyhow::Result<()> {
+        let adds = plan.changes.iter().any(|c| {
+            matches!(
+                c.address.kind,
+                Kind::Instance | Kind::Vpc | Kind::InternetGateway
+            ) && matches!(c.action, Action::Create | Action::Replace)
+        });
+        if adds {
+            let cleared = aws::preflight::check(&self.clients, plan, &self.desired).await?;
+            for warning in cleared.warnings {
+                printer.warn(&warning);
+            }
+        }
+        Ok(())
     }
 
     /// AMIs for the instances the plan launches (none resolved otherwise).

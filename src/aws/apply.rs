@@ -344,7 +344,10 @@ impl Applier<'_> {
     async fn create(&self, a: &Address, name: &str, spec: &Spec) -> anyhow::Result<String> {
         let id = match spec {
             Spec::Vpc { cidr, .. } => self.create_vpc(a, name, *cidr).await?,
-            Spec::Subnet { cidr, public } => self.create_subnet(a, name, *cidr, *public).await?,
+            Spec::Subnet { cidr, public, zone } => {
+                self.create_subnet(a, name, *cidr, *public, zone.as_deref())
+                    .await?
+            }
             Spec::InternetGateway { .. } => self.create_internet_gateway(a, name).await?,
             Spec::RouteTable { subnets, .. } => self.create_route_table(a, name, subnets).await?,
             Spec::SecurityGroup { role } => self.create_group(a, name, role).await?,

@@ -9,7 +9,9 @@ pub mod apply;
 pub mod images;
 pub mod kinds;
 pub mod observe;
+pub mod preflight;
 pub mod wait;
+pub mod zones;
 
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -191,6 +193,7 @@ pub struct Clients {
     pub route53: aws_sdk_route53::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub sts: aws_sdk_sts::Client,
+    pub quotas: aws_sdk_servicequotas::Client,
     pub region: String,
 }
 
@@ -230,6 +233,11 @@ impl Clients {
             ),
             sts: aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(c)
+                    .interceptor(calls.clone())
+                    .build(),
+            ),
+            quotas: aws_sdk_servicequotas::Client::from_conf(
+                aws_sdk_servicequotas::config::Builder::from(c)
                     .interceptor(calls.clone())
                     .build(),
             ),

@@ -22,6 +22,7 @@ pub fn run(global: &GlobalArgs, args: &GraphArgs, printer: &Printer) -> anyhow::
         my_ip: global.my_ip.map(crate::myip::given).transpose()?,
         labnet_sha256: None,
         policy_arns: Default::default(),
+        zones: Default::default(),
     };
     let desired = expand(&topology, &ctx);
     if args.json {

@@ -13,6 +13,7 @@ pub async fn run(
 ) -> anyhow::Result<ExitCode> {
     let lab = Lab::prepare(global, printer, Needs::Plan).await?;
     let (_, plan) = lab.plan().await?;
+    lab.preflight(&plan, printer).await?;
     // Resolving images now surfaces a missing AMI before `up`, not halfway through it.
     let images = lab.images_for(&plan).await?;
     if args.json {

@@ -25,6 +25,7 @@ pub async fn run(
         printer.note(plan::render(&plan).trim_end());
         observed
     } else {
+        lab.preflight(&plan, printer).await?;
         let images = lab.images_for(&plan).await?;
         printer.note(plan::render(&plan).trim_end());
         printer.note(&lab.cost());

@@ -18,6 +18,7 @@ mod harness;
 mod localstack;
 mod myip;
 mod ownership;
+mod preflight;
 mod pty;
 mod pty_selftest;
 mod real_captures;

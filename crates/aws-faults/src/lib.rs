@@ -210,6 +210,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer {
             let (status, content_type, text) = error_answer(&call.service, f, &request_id);
             return Ok(plain(status, content_type, Bytes::from(text)));
         }
+        Some(Fault::Denied) => {
+            let (status, content_type, text) = rules::denied_answer(&call.service, &request_id);
+            return Ok(plain(status, content_type, Bytes::from(text)));
+        }
         Some(Fault::Reset) => return Err(Dropped("reset before forwarding")),
         Some(Fault::Stall) => std::future::pending::<()>().await,
         Some(Fault::Slow | Fault::Lost) | None => {}

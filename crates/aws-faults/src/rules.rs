@@ -32,6 +32,9 @@ pub enum Fault {
     Slow,
     /// No answer, ever: only the client's timeout ends the call.
     Stall,
+    /// The caller lacks the permission: each service's access-denied answer;
+    /// nothing is forwarded.
+    Denied,
 }
 
 /// One rule.
@@ -133,6 +136,40 @@ pub fn ec2_error(code: &str, message: &str, request_id: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>"
     )
+}
+
+/// The status, content type and body with which `service` refuses a caller without
+/// the permission: EC2's `UnauthorizedOperation` (403), the JSON services'
+/// `AccessDeniedException` (400), S3's and the query services' `AccessDenied` (403).
+pub fn denied_answer(service: &str, request_id: &str) -> (u16, &'static str, String) {
+    let message = "User is not authorized to perform this operation";
+    match service {
+        "ec2" => (
+            403,
+            "text/xml",
+            ec2_error("UnauthorizedOperation", message, request_id),
+        ),
+        "ssm" | "servicequotas" => (
+            400,
+            "application/x-amz-json-1.1",
+            serde_json::json!({ "__type": "AccessDeniedException", "message": message })
+                .to_string(),
+        ),
+        "s3" => (
+            403,
+            "application/xml",
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>{request_id}</RequestId></Error>"
+            ),
+        ),
+        _ => (
+            403,
+            "text/xml",
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            ),
+        ),
+    }
 }
 
 /// The HTTP status, content type and body with which `service` reports `fault`

@@ -285,6 +285,9 @@ pub enum Spec {
         cidr: Ipv4Net,
         /// Public IPv4 on launch (and a route to the internet gateway).
         public: bool,
+        /// The availability zone's id (`eun1-az1`), one that offers every instance
+        /// type of the subnet; `None` where no AWS call was made to choose it.
+        zone: Option<String>,
     },
     /// Internet gateway.
     InternetGateway {
@@ -407,10 +410,17 @@ impl Spec {
                 Attr::replaces("cidr", Cidr(*cidr)),
                 Attr::updates("dns", Flag(*dns)),
             ],
-            Spec::Subnet { cidr, public } => vec![
-                Attr::replaces("cidr", Cidr(*cidr)),
-                Attr::updates("public", Flag(*public)),
-            ],
+            Spec::Subnet { cidr, public, zone } => {
+                let mut attrs = vec![
+                    Attr::replaces("cidr", Cidr(*cidr)),
+                    Attr::updates("public", Flag(*public)),
+                ];
+                // Offline (`graph`), the zone is not chosen and not compared.
+                if let Some(zone) = zone {
+                    attrs.push(Attr::replaces("zone", Text(zone.clone())));
+                }
+                attrs
+            }
             Spec::InternetGateway { attached } => vec![Attr::updates("attached", Flag(*attached))],
             Spec::RouteTable {
                 internet_route,
@@ -636,6 +646,8 @@ pub struct Context {
     /// (`service-role/…`), as IAM resolved them; a name not here is taken to be at
     /// AWS's root path.
     pub policy_arns: std::collections::BTreeMap<String, String>,
+    /// The availability zone id chosen for each subnet, by name (see [`Spec::Subnet`]).
+    pub zones: std::collections::BTreeMap<String, String>,
     /// SHA-256 of the labnet binary labctl uploads (`artifacts.labnet` is `build` or
     /// `path`); unknown offline, and then no artifact is part of the desired state.
     pub labnet_sha256: Option<String>,
@@ -767,6 +779,7 @@ pub fn expand(t: &Topology, ctx: &Context) -> Desired {
         let spec = Spec::Subnet {
             cidr: s.cidr.value,
             public: s.public,
+            zone: ctx.zones.get(&s.name.value).cloned(),
         };
         let address = Address::new(Kind::Subnet, &s.name.value);
         push(address, named(&s.name.value), spec);
@@ -1020,6 +1033,7 @@ mod tests {
             my_ip: None,
             labnet_sha256: None,
             policy_arns: Default::default(),
+            zones: Default::default(),
         };
         expand(&t, &ctx)
     }
@@ -1132,6 +1146,7 @@ mod tests {
             my_ip: None,
             labnet_sha256: None,
             policy_arns: Default::default(),
+            zones: Default::default(),
         };
         assert!(bucket_name(&t, &ctx).len() <= 63);
     }

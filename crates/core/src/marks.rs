@@ -19,6 +19,8 @@ pub const TAG_SERVICES: &str = "labctl:services";
 pub const TAG_LIFETIME: &str = "labctl:lifetime-minutes";
 /// The image reference the instance was launched from.
 pub const TAG_IMAGE: &str = "labctl:image";
+/// The availability zone id a subnet was placed in, as the plan chose it.
+pub const TAG_ZONE: &str = "labctl:zone";
 /// Whether it was launched with a public IPv4 address.
 pub const TAG_PUBLIC_IP: &str = "labctl:public-ip";
 

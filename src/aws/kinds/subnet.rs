@@ -1,4 +1,5 @@
-//! A subnet: its CIDR, and whether instances launched in it get a public IPv4.
+//! A subnet: its CIDR, its availability zone, and whether instances launched in it
+//! get a public IPv4.
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, ResourceType};
 use ipnet::Ipv4Net;
@@ -19,6 +20,7 @@ pub fn observe(s: &aws_sdk_ec2::types::Subnet) -> Found {
             .parse()
             .unwrap_or_default(),
         public: s.map_public_ip_on_launch().unwrap_or(false),
+        zone: s.availability_zone_id().map(str::to_owned),
     };
     let name = tag(s.tags(), "Name").unwrap_or(id);
     found(address_of(s.tags(), Kind::Subnet), id, name, spec)
@@ -31,9 +33,20 @@ impl Applier<'_> {
         name: &str,
         cidr: Ipv4Net,
         public: bool,
+        zone: Option<&str>,
     ) -> anyhow::Result<String> {
         let vpc = self.id(&Address::single(Kind::Vpc))?;
         let ec2 = &self.c.ec2;
+        // The zone is chosen and shown by the plan; the tag says so on the subnet too.
+        let zone_tag: Vec<aws_sdk_ec2::types::Tag> = zone
+            .map(|z| {
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(labctl_core::marks::TAG_ZONE)
+                    .value(z)
+                    .build()
+            })
+            .into_iter()
+            .collect();
         let id = self
             .create_once(
                 || async {
@@ -41,7 +54,13 @@ impl Applier<'_> {
                         .create_subnet()
                         .vpc_id(&vpc)
                         .cidr_block(cidr.to_string())
-                        .tag_specifications(self.tag_spec(ResourceType::Subnet, a, name, vec![]))
+                        .set_availability_zone_id(zone.map(str::to_owned))
+                        .tag_specifications(self.tag_spec(
+                            ResourceType::Subnet,
+                            a,
+                            name,
+                            zone_tag.clone(),
+                        ))
                         .customize()
                         .config_override(once())
                         .send()
