@@ -13,7 +13,7 @@ use super::{Absent, Clients, aws};
 
 /// Canonical's AWS account, owner of the official Ubuntu images.
 const CANONICAL: &str = "099720109477";
-const UBUNTU_2404_PARAMETER: &str =
+pub const UBUNTU_2404_PARAMETER: &str =
     "/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id";
 const UBUNTU_2404_NAME: &str = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*";
 
@@ -63,7 +63,8 @@ pub async fn resolve(c: &Clients, refs: &[Image]) -> anyhow::Result<BTreeMap<Str
     Ok(out)
 }
 
-async fn parameter(c: &Clients, name: &str) -> anyhow::Result<Option<String>> {
+/// An SSM parameter's value; `None` when it does not exist.
+pub async fn parameter(c: &Clients, name: &str) -> anyhow::Result<Option<String>> {
     let out = c
         .ssm
         .get_parameter()

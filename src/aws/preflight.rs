@@ -16,11 +16,11 @@ use labctl_core::{Desired, Kind, Spec};
 use crate::aws::{AwsError, Clients, aws};
 
 /// Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances, in vCPUs.
-const VCPUS: &str = "L-1216C47A";
+pub const VCPUS: &str = "L-1216C47A";
 /// VPCs per region.
-const VPCS: &str = "L-F678F1CE";
+pub const VPCS: &str = "L-F678F1CE";
 /// Internet gateways per region.
-const GATEWAYS: &str = "L-A4707A72";
+pub const GATEWAYS: &str = "L-A4707A72";
 
 /// What the pre-flight found: nothing wrong, or warnings to show.
 pub struct Cleared {
@@ -145,7 +145,12 @@ fn is_standard(instance_type: &str) -> bool {
 
 /// A quota's value; `Err(Some(why))` when it cannot be read, `Err(None)` when it was
 /// not asked (`skip`: an earlier one could not be read either).
-async fn quota(c: &Clients, service: &str, code: &str, skip: bool) -> Result<i64, Option<String>> {
+pub async fn quota(
+    c: &Clients,
+    service: &str,
+    code: &str,
+    skip: bool,
+) -> Result<i64, Option<String>> {
     if skip {
         return Err(None);
     }

@@ -190,3 +190,34 @@ async fn a_caller_who_may_not_read_quotas_gets_a_warning_naming_the_permission()
         run.transcript()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_reads_the_quotas_the_zones_and_the_image_parameter() {
+    let faults = endpoint(
+        &[],
+        &["ec2/L-1216C47A=32", "vpc/L-F678F1CE=5", "vpc/L-A4707A72=5"],
+        &["eu-north-1b=t3.micro"],
+    )
+    .await;
+    let (sb, _lab) = sandbox(&faults, "doc");
+    let run = sb.run(&["doctor"]);
+    assert_eq!(run.code(), 0, "{}", run.transcript());
+    let out = run.stdout();
+    assert!(
+        out.contains("credentials: environment (AWS_ACCESS_KEY_ID)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("On-Demand Standard vCPUs (L-1216C47A): 32"),
+        "{out}"
+    );
+    assert!(out.contains("VPCs per region (L-F678F1CE): 5"), "{out}");
+    assert!(out.contains("subnet `lab`: eun1-az2"), "{out}");
+    // LocalStack has no Canonical parameter: reported, not an error.
+    assert!(
+        run.stderr()
+            .contains("warning: /aws/service/canonical/ubuntu/server/24.04"),
+        "{}",
+        run.transcript()
+    );
+}
