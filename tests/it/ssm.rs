@@ -33,8 +33,8 @@ fn a_shell_in_a_real_terminal() {
     term.expect(PROMPT, T);
     term.send("echo hello-$((6*7))\r");
     term.expect("hello-42", T);
-    // A resize reaches the remote terminal (once the prompt shows: readline rewrites the
-    // size while it prepares one).
+    // A resize reaches the remote terminal (once the prompt shows, as a shell with
+    // readline rewrites the size while it prepares one).
     term.expect(PROMPT, T);
     term.resize(100, 30);
     std::thread::sleep(Duration::from_millis(200));
@@ -54,6 +54,7 @@ fn a_shell_in_a_real_terminal() {
         "{}",
         term.transcript()
     );
+    assert_no_marker(&term);
     assert_cooked(&term);
     let stats = sessions(&double);
     let session = stats
@@ -64,6 +65,141 @@ fn a_shell_in_a_real_terminal() {
         session["signed_upgrades"], 1,
         "the upgrade is SigV4-signed: {session}"
     );
+    assert_eq!(
+        session["document"], "AWS-StartInteractiveCommand",
+        "{session}"
+    );
+}
+
+/// The nonce of the marker in a session's command, from the double's record of it.
+fn nonce(session: &serde_json::Value) -> String {
+    let command = session["parameters"]["command"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no command: {session}"));
+    let (_, rest) = command
+        .split_once("LABCTL-EXIT;")
+        .unwrap_or_else(|| panic!("no marker in {command:?}"));
+    let nonce = &rest[..rest.find(';').expect("the nonce ends")];
+    assert!(
+        nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{nonce:?}"
+    );
+    nonce.to_owned()
+}
+
+/// Neither the exit-status marker nor any part of it reached the user's terminal.
+fn assert_no_marker(term: &Terminal) {
+    let seen = term.transcript();
+    assert!(
+        !seen.contains("LABCTL-EXIT") && !seen.contains("\x1b]"),
+        "the marker reached the terminal\n{seen:?}"
+    );
+}
+
+/// The shell's status comes from the marker the wrapper prints, as the agent sends no
+/// ExitCode message for a shell (nor does the double): through whole messages, through
+/// messages of one byte each, and through messages cut inside the marker. Lookalikes
+/// without the session's nonce are shown as they are.
+#[test]
+fn the_shells_exit_status_arrives_without_an_exit_code_message() {
+    let (sb, _lab) = lab_sandbox("shexit");
+    ok(&sb, &["up", "--yes"]);
+    let _down = Teardown::new(&sb, &[]);
+    let exit_7 = |double: &Double| {
+        let term = shell(&sb, double);
+        term.expect(PROMPT, T);
+        term.send("exit 7\r");
+        assert_eq!(term.wait(T), 7, "{}", term.transcript());
+        assert_no_marker(&term);
+        assert_cooked(&term);
+    };
+    exit_7(&Double::start(&[]));
+    // Messages that end in a bare ESC, after `EXIT;`, and after each `;`.
+    exit_7(&Double::start(&[
+        "--split-after",
+        "\x1b",
+        "--split-after",
+        "EXIT;",
+        "--split-after",
+        ";",
+    ]));
+    // One byte a message: the marker cut at every byte.
+    let double = Double::start(&["--chunk", "1"]);
+    exit_7(&double);
+
+    // Ctrl-D at a fresh prompt ends the shell with status 0.
+    let term = shell(&sb, &double);
+    term.expect(PROMPT, T);
+    term.send("\x04");
+    assert_eq!(term.wait(T), 0, "{}", term.transcript());
+    assert_no_marker(&term);
+
+    // A shell killed by a signal: 128 + 9, as a shell reports it.
+    let term = shell(&sb, &double);
+    term.expect(PROMPT, T);
+    term.send("kill -9 $$\r");
+    assert_eq!(term.wait(T), 137, "{}", term.transcript());
+    assert_no_marker(&term);
+
+    // Output that looks like the marker but lacks this session's nonce is the user's:
+    // shown byte for byte. The typed line spells it in parts, so its echo does not.
+    let term = shell(&sb, &double);
+    term.expect(PROMPT, T);
+    term.send("L=LABCTL; printf 'a\\033]%s-EXIT;%s;5\\007b\\n' $L 0123ABCD\r");
+    term.expect("b\r\n", T);
+    term.send("exit 2\r");
+    assert_eq!(term.wait(T), 2, "{}", term.transcript());
+    let seen = term.transcript();
+    assert_eq!(
+        seen.matches("LABCTL-EXIT").count(),
+        1,
+        "only the lookalike\n{seen:?}"
+    );
+    assert!(
+        seen.contains("a\x1b]LABCTL-EXIT;0123ABCD;5\x07b"),
+        "{seen:?}"
+    );
+
+    let stats = sessions(&double);
+    let all = stats.as_object().expect("sessions");
+    assert_eq!(all.len(), 4, "{stats}");
+    let nonces: std::collections::BTreeSet<String> = all
+        .values()
+        .map(|session| {
+            assert_eq!(
+                session["document"], "AWS-StartInteractiveCommand",
+                "{session}"
+            );
+            nonce(session)
+        })
+        .collect();
+    assert_eq!(nonces.len(), 4, "a nonce per session: {nonces:?}");
+    assert!(
+        nonces.iter().all(|n| !seen.contains(n.as_str())),
+        "{seen:?}"
+    );
+}
+
+/// A session that ends before the shell could report (its parent, the wrapper, is
+/// killed) has no status to give: an error, exit 1, and the terminal restored.
+#[test]
+fn a_session_without_the_shells_status_is_an_error() {
+    let (sb, _lab) = lab_sandbox("shlost");
+    ok(&sb, &["up", "--yes"]);
+    let _down = Teardown::new(&sb, &[]);
+    let double = Double::start(&[]);
+    let term = shell(&sb, &double);
+    term.expect(PROMPT, T);
+    term.send("kill -9 $PPID\r");
+    assert_eq!(term.wait(T), 1, "{}", term.transcript());
+    assert!(
+        term.transcript()
+            .contains("without the shell's exit status"),
+        "{}",
+        term.transcript()
+    );
+    assert_no_marker(&term);
+    assert_cooked(&term);
 }
 
 #[test]
@@ -115,8 +251,10 @@ fn the_shell_survives_the_protocols_hard_cases() {
         "{}",
         term.transcript()
     );
-    term.send("exit\r");
-    assert_eq!(term.wait(T), 0, "{}", term.transcript());
+    // The status survives the faults too.
+    term.send("exit 5\r");
+    assert_eq!(term.wait(T), 5, "{}", term.transcript());
+    assert_no_marker(&term);
     assert_cooked(&term);
     let stats = sessions(&double);
     let session = stats
@@ -303,6 +441,9 @@ fn plugin_hand_over_passes_what_the_aws_cli_passes() {
             .is_some_and(|t| t.starts_with("i-")),
         "{request}"
     );
+    // The standard shell: the plugin exits 0 whatever the shell's status, so labctl
+    // wraps nothing for it.
+    assert!(request.get("DocumentName").is_none(), "{request}");
     assert_eq!(args[5], double.endpoint());
 
     // Without --plugin and without a terminal, it says what to use instead and starts

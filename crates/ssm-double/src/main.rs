@@ -22,10 +22,12 @@
 //!   (`InvocationDoesNotExist`) for that long, as they briefly are in SSM;
 //! - Session Manager (`StartSession`, `ResumeSession`, `TerminateSession`) and the data
 //!   channel websocket behind `StreamUrl` (`/v1/data-channel/<id>`), served as the agent
-//!   would: a real shell in a pseudo-terminal, or port forwarding over smux to real
-//!   loopback ports ([`session`]); with fault flags it withholds acknowledgements,
-//!   reorders, duplicates, pauses the client, drops the websocket or numbers its
-//!   messages far ahead of what the client expects, and
+//!   would: a real shell in a pseudo-terminal (the standard session, or
+//!   `AWS-StartInteractiveCommand`'s `sh -c <command>`), with no ExitCode message when
+//!   it ends, or port forwarding over smux to real loopback ports ([`session`]); with
+//!   fault flags it withholds acknowledgements, reorders, duplicates, pauses the client,
+//!   drops the websocket, numbers its messages far ahead of what the client expects or
+//!   cuts the shell's output where a test chooses (`--chunk`, `--split-after`), and
 //!   `GET /_double/sessions` shows each session's counters, so tests can tell it did.
 //!
 //! It prints one line, `endpoint http://127.0.0.1:PORT`, on stdout, logs to stderr, and
@@ -69,7 +71,8 @@ struct Cli {
     /// For how long a new command's invocations are unknown (milliseconds).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     invocation_delay: u64,
-    /// The shell a shell session runs (program and arguments, split on spaces).
+    /// The shell a standard shell session runs, in place of the agent's `sh` (program
+    /// and arguments, split on spaces); an interactive command runs as `sh -c <command>`.
     #[arg(long, default_value = "bash --norc --noprofile -i")]
     shell: String,
     /// Largest output payload the agent sends in one message.
@@ -108,6 +111,10 @@ struct Cli {
     /// Shell sessions ask for KMS encryption (the account preference), and start no shell.
     #[arg(long)]
     kms: bool,
+    /// End a shell's output message right after each occurrence of TEXT (within what
+    /// one read of the terminal gave), so that a client must join what follows.
+    #[arg(long = "split-after", value_name = "TEXT")]
+    split_after: Vec<String>,
 }
 
 /// What the double was told to imitate; fixed at start.
@@ -163,6 +170,11 @@ async fn main() -> anyhow::Result<()> {
             shell: cli.shell.split_whitespace().map(str::to_owned).collect(),
             chunk: cli.chunk,
             kms: cli.kms,
+            split_after: cli
+                .split_after
+                .into_iter()
+                .map(String::into_bytes)
+                .collect(),
             faults: labctl_ssm::channel::Faults {
                 drop_ack_every: cli.drop_ack_every,
                 reorder: cli.reorder,

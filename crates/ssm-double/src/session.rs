@@ -1,11 +1,16 @@
 //! Sessions: `StartSession`, `ResumeSession`, `TerminateSession`, and the data channel
 //! websocket behind them, served as the SSM agent would serve it.
 //!
-//! A shell session runs a real shell in a pseudo-terminal; a port session carries smux
-//! v1 (the client announces a version that asks for it) and dials a real TCP port per
-//! stream. Tokens are single-use, as the service's are: a reconnection needs
-//! `ResumeSession`. [`Faults`] makes the agent's side misbehave on purpose, and the
-//! counters of every session are served for tests to check that it did.
+//! A shell session runs a real shell in a pseudo-terminal; so does an interactive
+//! command (`AWS-StartInteractiveCommand`), as `sh -c <command>`; a port session
+//! carries smux v1 (the client announces a version that asks for it) and dials a real
+//! TCP port per stream. Tokens are single-use, as the service's are: a reconnection
+//! needs `ResumeSession`. [`Faults`] makes the agent's side misbehave on purpose, and
+//! the counters of every session are served for tests to check that it did.
+//!
+//! Neither kind of shell session sends an `ExitCode` message when its program ends, as
+//! the agent sends none for them: a client learns the shell's status only from what the
+//! shell itself prints (see [`Sessions::shell`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -49,7 +54,17 @@ pub struct SessionConfig {
     /// Shell sessions ask for KMS encryption in a handshake, as with the account
     /// preference on.
     pub kms: bool,
+    /// A shell's output message ends right after each occurrence of any of these, so
+    /// tests can split what a client must join at the bytes they choose.
+    pub split_after: Vec<Vec<u8>>,
 }
+
+/// The standard shell session (`Standard_Stream`), what StartSession runs by default.
+const RUN_SHELL: &str = "SSM-SessionManagerRunShell";
+/// One command in a pseudo-terminal (`InteractiveCommands`), its `command` parameter.
+const INTERACTIVE_COMMAND: &str = "AWS-StartInteractiveCommand";
+/// Port forwarding (`Port`).
+const PORT_FORWARDING: &str = "AWS-StartPortForwardingSession";
 
 struct Entry {
     target: String,
@@ -111,16 +126,19 @@ impl Sessions {
             .to_owned();
         let document = body["DocumentName"]
             .as_str()
-            .unwrap_or("SSM-SessionManagerRunShell")
+            .unwrap_or(RUN_SHELL)
             .to_owned();
         if !matches!(
             document.as_str(),
-            "SSM-SessionManagerRunShell" | "AWS-StartPortForwardingSession"
+            RUN_SHELL | INTERACTIVE_COMMAND | PORT_FORWARDING
         ) {
             return Err(ApiError::new(
                 "InvalidDocument",
                 format!("the double runs no document {document}"),
             ));
+        }
+        if document == INTERACTIVE_COMMAND {
+            interactive_command(&body["Parameters"])?;
         }
         let id = format!("labctl-{}", uuid::Uuid::new_v4().simple());
         let token = uuid::Uuid::new_v4().to_string();
@@ -167,7 +185,8 @@ impl Sessions {
         Ok(json!({ "SessionId": id }))
     }
 
-    /// Every session's counters, for tests: `{"<id>": {"target":..., "retransmitted":...}}`.
+    /// Every session's document, parameters and counters, for tests:
+    /// `{"<id>": {"target":..., "parameters":..., "retransmitted":...}}`.
     pub fn stats(&self) -> Value {
         let map = self.lock();
         let mut out = serde_json::Map::new();
@@ -175,6 +194,7 @@ impl Sessions {
             let mut s = json!({
                 "target": e.target,
                 "document": e.document,
+                "parameters": e.parameters,
                 "resumes": e.resumes,
                 "signed_upgrades": e.signed_upgrades,
                 "terminated": e.terminated,
@@ -291,10 +311,13 @@ impl Sessions {
             let id = id.to_owned();
             let client_version = opening.client_version;
             tokio::spawn(async move {
-                let result = if document == "AWS-StartPortForwardingSession" {
-                    sessions.port(channel, &parameters, &client_version).await
-                } else {
-                    sessions.shell(channel).await
+                let result = match document.as_str() {
+                    PORT_FORWARDING => sessions.port(channel, &parameters, &client_version).await,
+                    INTERACTIVE_COMMAND => match interactive_command(&parameters) {
+                        Ok(command) => sessions.shell(channel, Some(command)).await,
+                        Err(e) => Err(e.message),
+                    },
+                    _ => sessions.shell(channel, None).await,
                 };
                 if let Err(e) = result {
                     tracing::warn!("session {id}: {e}");
@@ -304,12 +327,21 @@ impl Sessions {
         Ok(())
     }
 
-    /// A real shell in a pseudo-terminal, until it exits.
-    async fn shell(&self, channel: Channel) -> Result<(), String> {
+    /// A real shell in a pseudo-terminal, until its output ends: the configured shell
+    /// for a standard session, `sh -c <command>` for an interactive command.
+    ///
+    /// The agent (amazon-ssm-agent, `agent/session/shell/shell_unix.go`,
+    /// `StartCommandExecutor`) starts `sh` for `Standard_Stream` and
+    /// `sh -c <commands>` for `InteractiveCommands`, both in a pty; the double's
+    /// `--shell` stands in for that `sh`, while a command runs as the agent runs it.
+    async fn shell(&self, channel: Channel, command: Option<String>) -> Result<(), String> {
         let Channel {
             sender, mut events, ..
         } = channel;
         if self.config.kms {
+            // The agent asks every session but port forwarding for KMS when the
+            // preference is on (`agent/session/plugins/sessionplugin/sessionplugin.go`,
+            // `isEncryptionEnabled`).
             let request = HandshakeRequest {
                 agent_version: "3.3.1957.0".into(),
                 requested_client_actions: vec![RequestedAction {
@@ -325,12 +357,17 @@ impl Sessions {
             while let Some(Event::Data(..)) = events.recv().await {}
             return Ok(());
         }
-        let (program, args) = self
-            .config
-            .shell
-            .split_first()
-            .ok_or("no shell configured")?;
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (program, args): (&str, Vec<&str>) = match &command {
+            Some(command) => ("sh", vec!["-c", command.as_str()]),
+            None => {
+                let (program, args) = self
+                    .config
+                    .shell
+                    .split_first()
+                    .ok_or("no shell configured")?;
+                (program.as_str(), args.iter().map(String::as_str).collect())
+            }
+        };
         // The prompt a fresh Ubuntu instance shows Session Manager users, near enough.
         let env = [("PS1".to_owned(), "ssm-user$ ".to_owned())];
         let mut shell = PtyShell::spawn(program, &args, &env, 80, 24).map_err(|e| e.to_string())?;
@@ -339,9 +376,11 @@ impl Sessions {
             tokio::select! {
                 out = shell.read() => match out {
                     Some(bytes) => {
-                        if send_chunked(&sender, bytes, chunk).await.is_err() {
-                            shell.kill();
-                            return Ok(());
+                        for piece in split_after(bytes, &self.config.split_after) {
+                            if send_chunked(&sender, piece, chunk).await.is_err() {
+                                shell.kill();
+                                return Ok(());
+                            }
                         }
                     }
                     None => break,
@@ -367,10 +406,14 @@ impl Sessions {
                 },
             }
         }
-        let code = shell.wait().await.unwrap_or(1);
-        let _ = sender
-            .send(PayloadType::ExitCode, Bytes::from(code.to_string()))
-            .await;
+        let _ = shell.wait().await;
+        // No ExitCode message, whatever the status. In `agent/session/shell/shell.go`
+        // the pty path (`executeCommandsWithPty`, which serves Standard_Stream and
+        // InteractiveCommands) ends with `PrepareToCloseChannel` and an
+        // AgentSessionState message only; `sendExitCode` ("EXIT_CODE: N", payload type
+        // ExitCode) is called only by `processCommandsWithOutputStreamSeparate`, for
+        // NonInteractiveCommands with separate output streams, which the double does not
+        // run.
         sender
             .close_when_acked(channel_closed("Exiting session."))
             .await;
@@ -480,6 +523,55 @@ async fn dial(mut stream: smux::Stream, port: u16) {
     let _ = stream.shutdown().await;
 }
 
+/// The command of an `AWS-StartInteractiveCommand` session: its one `command` value.
+///
+/// The agent puts it into the document's `commands` (`{{command}}`) with
+/// `ReplaceParameter` (`agent/framework/docparser/parameters/parameters.go`), which
+/// turns every `$$` of a value into `$`; so does the double. The double refuses an
+/// empty command at StartSession already; the agent fails such a session as it starts
+/// (`validateProperties`, `agent/session/plugins/singlecommand/singlecommand_unix.go`).
+fn interactive_command(parameters: &Value) -> Result<String, ApiError> {
+    let values = parameters["command"].as_array().map(Vec::as_slice);
+    let [Value::String(command)] = values.unwrap_or_default() else {
+        return Err(ApiError::validation(format!(
+            "{INTERACTIVE_COMMAND} takes one `command` value, not {}",
+            parameters["command"]
+        )));
+    };
+    if command.trim().is_empty() {
+        return Err(ApiError::validation(
+            "Commands cannot be empty for session type InteractiveCommands",
+        ));
+    }
+    Ok(command.replace("$$", "$"))
+}
+
+/// `bytes` cut right after each occurrence of any of `patterns` (within these bytes).
+fn split_after(mut bytes: Bytes, patterns: &[Vec<u8>]) -> Vec<Bytes> {
+    let mut cuts: Vec<usize> = patterns
+        .iter()
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| {
+            bytes
+                .windows(p.len())
+                .enumerate()
+                .filter(move |(_, w)| w == p)
+                .map(move |(at, _)| at + p.len())
+        })
+        .filter(|&cut| cut < bytes.len())
+        .collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut pieces = Vec::with_capacity(cuts.len() + 1);
+    let mut taken = 0;
+    for cut in cuts {
+        pieces.push(bytes.split_to(cut - taken));
+        taken = cut;
+    }
+    pieces.push(bytes);
+    pieces
+}
+
 /// Client versions from 1.1.70 get smux, as the agent decides.
 fn smux_capable(version: &str) -> bool {
     let parts: Vec<u64> = version.split('.').filter_map(|p| p.parse().ok()).collect();
@@ -537,6 +629,38 @@ impl Connector for Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interactive_command_is_one_value_with_dollars_halved() {
+        let one = json!({ "command": ["echo $$HOME $?"] });
+        assert_eq!(
+            interactive_command(&one).expect("one value"),
+            "echo $HOME $?"
+        );
+        for bad in [
+            json!({}),
+            json!({ "command": [] }),
+            json!({ "command": ["a", "b"] }),
+            json!({ "command": ["  "] }),
+        ] {
+            assert!(interactive_command(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn split_after_cuts_after_each_pattern() {
+        let cut = |text: &str, patterns: &[&str]| -> Vec<String> {
+            let patterns: Vec<Vec<u8>> = patterns.iter().map(|p| p.as_bytes().to_vec()).collect();
+            split_after(Bytes::copy_from_slice(text.as_bytes()), &patterns)
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect()
+        };
+        assert_eq!(cut("abc", &[]), ["abc"]);
+        assert_eq!(cut("a;b;c", &[";"]), ["a;", "b;", "c"]);
+        assert_eq!(cut("x]y;z;", &["]", ";"]), ["x]", "y;", "z;"]);
+        assert_eq!(cut("aaa", &["a", "aa"]), ["a", "a", "a"]);
+    }
 
     #[test]
     fn smux_from_1_1_70() {
