@@ -240,6 +240,10 @@ pub struct DownArgs {
     /// Also delete the captures in the lab's bucket (refused otherwise while any exist).
     #[arg(long)]
     pub delete_captures: bool,
+    /// Also delete the records in the lab's zone that labctl did not make (refused
+    /// otherwise while any exist: a zone goes only when it is empty).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

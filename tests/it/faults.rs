@@ -5,13 +5,9 @@
 //! empty, and after every `down` nothing is left. The inventory is read from
 //! LocalStack directly with the SDK, never through labctl or the endpoint.
 
-use std::net::SocketAddr;
+use aws_faults::Endpoint;
 
-use aws_faults::consistency::Windows;
-use aws_faults::rules::Rule;
-use aws_faults::{Config, Endpoint, serve};
-
-use crate::harness::{Sandbox, localstack_endpoint, unique_lab};
+use crate::harness::{Sandbox, unique_lab};
 use crate::reconcile::{default_lab, owned_count};
 
 /// Cycles of up, plan and down per fault kind.
@@ -22,20 +18,7 @@ const CYCLES: usize = 5;
 const WHOLE_LAB: usize = 13;
 
 async fn faulty(rules: &[&str], seed: u64) -> Endpoint {
-    let config = Config {
-        upstream: localstack_endpoint().to_owned(),
-        seed,
-        rules: rules
-            .iter()
-            .map(|r| Rule::parse(r).expect("rule"))
-            .collect(),
-        ec2_buckets: false,
-        consistency: Windows::default(),
-        quotas: Vec::new(),
-        offerings: Vec::new(),
-    };
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-    serve(any, config).await.expect("endpoint")
+    crate::preflight::endpoint_seeded(rules, &[], &[], seed).await
 }
 
 async fn cycles(prefix: &str, rules: &[&str]) {

@@ -26,3 +26,4 @@ mod reconcile;
 mod sigv4;
 mod ssm;
 mod ssm_bounds;
+mod zone_records;

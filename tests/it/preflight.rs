@@ -18,10 +18,22 @@ use aws_faults::{Config, Endpoint, serve};
 use crate::harness::{Sandbox, Teardown, localstack_endpoint, unique_lab};
 use crate::reconcile::{default_lab, ec2, lab_filter, owned_count, tag};
 
-async fn endpoint(rules: &[&str], quotas: &[&str], offerings: &[&str]) -> Endpoint {
+/// The fault-injecting endpoint in front of LocalStack, with `rules`, quota values
+/// and instance type offerings (each as its command-line flag takes them).
+pub(crate) async fn endpoint(rules: &[&str], quotas: &[&str], offerings: &[&str]) -> Endpoint {
+    endpoint_seeded(rules, quotas, offerings, 1).await
+}
+
+/// [`endpoint`] with the seed that decides which calls a share catches.
+pub(crate) async fn endpoint_seeded(
+    rules: &[&str],
+    quotas: &[&str],
+    offerings: &[&str],
+    seed: u64,
+) -> Endpoint {
     let config = Config {
         upstream: localstack_endpoint().to_owned(),
-        seed: 1,
+        seed,
         rules: rules
             .iter()
             .map(|r| Rule::parse(r).expect("rule"))

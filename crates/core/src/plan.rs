@@ -71,6 +71,27 @@ pub enum Observation {
         /// The record's values (IPv4 addresses).
         values: Vec<String>,
     },
+    /// A record set in the lab's zone that labctl did not make, or cannot tell it
+    /// made (an A record at a name no instance of the lab has). Unless the topology
+    /// claims its address, no plan deletes it: only `down --force` does.
+    ForeignRecord(RecordSet),
+}
+
+/// A Route 53 record set as listed: what finds it again, and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordSet {
+    /// The hosted zone's id.
+    pub zone_id: String,
+    /// Its name as listed (ending in a dot).
+    pub name: String,
+    /// `A`, `CNAME`, `TXT`, …
+    pub record_type: String,
+    /// What tells records of one name and type apart under a routing policy.
+    pub set_identifier: Option<String>,
+    /// TTL in seconds (an alias has none).
+    pub ttl: Option<u64>,
+    /// Its values, or where an alias points.
+    pub values: Vec<String>,
 }
 
 /// A route table's association with a subnet.
@@ -105,7 +126,8 @@ impl Observation {
             Observation::Plain
             | Observation::InternetGateway { .. }
             | Observation::RouteTable { .. }
-            | Observation::DnsRecord { .. } => None,
+            | Observation::DnsRecord { .. }
+            | Observation::ForeignRecord(_) => None,
         }
     }
 
@@ -116,7 +138,8 @@ impl Observation {
             Observation::Plain
             | Observation::InternetGateway { .. }
             | Observation::Instance(_)
-            | Observation::DnsRecord { .. } => &[],
+            | Observation::DnsRecord { .. }
+            | Observation::ForeignRecord(_) => &[],
         }
     }
 
@@ -127,7 +150,20 @@ impl Observation {
             Observation::Plain
             | Observation::InternetGateway { .. }
             | Observation::Instance(_)
-            | Observation::DnsRecord { .. } => false,
+            | Observation::DnsRecord { .. }
+            | Observation::ForeignRecord(_) => false,
+        }
+    }
+
+    /// A record set labctl did not make, as listed (none for anything else).
+    pub fn foreign_record(&self) -> Option<&RecordSet> {
+        match self {
+            Observation::ForeignRecord(set) => Some(set),
+            Observation::Plain
+            | Observation::InternetGateway { .. }
+            | Observation::RouteTable { .. }
+            | Observation::Instance(_)
+            | Observation::DnsRecord { .. } => None,
         }
     }
 
@@ -138,7 +174,8 @@ impl Observation {
             Observation::Plain
             | Observation::RouteTable { .. }
             | Observation::Instance(_)
-            | Observation::DnsRecord { .. } => &[],
+            | Observation::DnsRecord { .. }
+            | Observation::ForeignRecord(_) => &[],
         }
     }
 }
@@ -337,12 +374,13 @@ pub fn diff(desired: &Desired, observed: &Observed) -> Plan {
     }
     cascade(desired, &kept, &mut changes, &mut unchanged);
     // Whatever the lab owns that the topology does not want: removed resources, and
-    // duplicates left by an interrupted run.
+    // duplicates left by an interrupted run. A record labctl did not make is not the
+    // lab's to delete.
     let mut deletions: Vec<Change> = observed
         .resources
         .iter()
         .enumerate()
-        .filter(|(i, _)| !claimed.contains(i))
+        .filter(|(i, have)| !claimed.contains(i) && have.observation.foreign_record().is_none())
         .map(|(_, have)| Change {
             address: have.address.clone(),
             action: Action::Delete,

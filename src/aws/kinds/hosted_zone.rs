@@ -1,7 +1,8 @@
 //! The lab's private hosted zone, associated with its VPC. It is marked as the lab's
-//! by its caller reference from the create call on, and by tags right after.
+//! by its caller reference from the create call on, and by tags right after. Its
+//! records are read by `super::dns_record`.
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use labctl_core::desired::{TAG_ADDRESS, TAG_LAB};
 use labctl_core::marks::{caller_reference_prefix, zone_is_labs};
 use labctl_core::plan::Found;
@@ -202,8 +203,10 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Deletes the zone, which Route 53 allows only once it holds nothing but its own
+    /// SOA and NS: the lab's records go before it, and anyone else's stop it.
     pub(in crate::aws) async fn delete_zone(&self, id: &str) -> anyhow::Result<()> {
-        gone(
+        let result = gone(
             self.c
                 .route53
                 .delete_hosted_zone()
@@ -211,7 +214,14 @@ impl Applier<'_> {
                 .send()
                 .await
                 .map_err(aws("Route53 DeleteHostedZone")),
-        )?;
-        Ok(())
+        );
+        match result {
+            Err(e) if e.is(&["HostedZoneNotEmpty"]) => bail!(
+                "{e}; it still holds records labctl did not make (`labctl down` names them): \
+                 delete them by hand, or take the lab down with `labctl down --force`, which \
+                 deletes them too"
+            ),
+            other => Ok(other?),
+        }
     }
 }
