@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::{Absent, Clients, aws};
 
 /// A record is a few hundred bytes; a larger object is not one.
-const MAX_RECORD_BYTES: i64 = 4096;
+const MAX_RECORD_BYTES: u64 = 4096;
 
 /// One instance, as `up` saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,28 +32,12 @@ pub struct Record {
 /// (malformed, too large, or disagreeing with its key) is left out.
 pub async fn load(c: &Clients, bucket: &str) -> anyhow::Result<BTreeMap<String, Record>> {
     let mut out = BTreeMap::new();
-    let mut keys = Vec::new();
-    let mut pages =
-        c.s3.list_objects_v2()
-            .bucket(bucket)
-            .prefix(INSTANCES_PREFIX)
-            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
-            .into_paginator()
-            .send();
-    while let Some(page) = pages.next().await {
-        let Some(page) = page
-            .map_err(aws(format!("S3 ListObjectsV2 {bucket}")))
-            .absent_if(&["NoSuchBucket"])?
-        else {
-            return Ok(out);
-        };
-        keys.extend(
-            page.contents()
-                .iter()
-                .filter(|o| o.size().unwrap_or(0) <= MAX_RECORD_BYTES)
-                .filter_map(|o| o.key().map(crate::aws::listed_key)),
-        );
-    }
+    let keys: Vec<String> = crate::aws::listing(c, bucket, INSTANCES_PREFIX)
+        .await?
+        .into_iter()
+        .filter(|l| l.size <= MAX_RECORD_BYTES)
+        .map(|l| l.key)
+        .collect();
     let reads = keys.iter().map(|key| async move {
         let object =
             c.s3.get_object()
@@ -83,21 +67,28 @@ pub async fn load(c: &Clients, bucket: &str) -> anyhow::Result<BTreeMap<String, 
     Ok(out)
 }
 
-/// Records `instances` (name, id) that the bucket does not hold yet, or holds under
-/// another name. Returns how many it wrote.
+/// Records `instances` (name, id) that the bucket does not hold yet. Returns how
+/// many it wrote.
 pub async fn record(
     c: &Clients,
     bucket: &str,
     lab: &str,
     instances: &[(String, String)],
 ) -> anyhow::Result<usize> {
-    let known = load(c, bucket).await?;
+    // An id's name never changes, so a record once written is kept: listing the keys
+    // is enough, without reading every record on every `up`.
+    let known: std::collections::BTreeSet<String> =
+        crate::aws::listing(c, bucket, INSTANCES_PREFIX)
+            .await?
+            .into_iter()
+            .map(|l| l.key)
+            .collect();
     let now = aws_smithy_types::DateTime::from(std::time::SystemTime::now())
         .fmt(aws_smithy_types::date_time::Format::DateTime)
         .unwrap_or_default();
     let mut written = 0;
     for (name, id) in instances {
-        if known.get(id).is_some_and(|r| r.name == *name) || !marks::is_instance_id(id) {
+        if known.contains(&marks::instance_record_key(id)) || !marks::is_instance_id(id) {
             continue;
         }
         let record = Record {

@@ -7,13 +7,13 @@
 //! the tail of the bootstrap's log).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use labctl_core::marks::{self, REPORTS_PREFIX};
 use serde::Deserialize;
 
-use crate::aws::{Absent, Clients, aws};
+use crate::aws::{Absent, Clients, Listed, aws};
 use crate::printer::Printer;
 use crate::untrusted;
 
@@ -111,14 +111,6 @@ impl Readiness {
     }
 }
 
-/// A report in the bucket.
-#[derive(Debug, Clone)]
-struct Listed {
-    key: String,
-    size: u64,
-    modified: SystemTime,
-}
-
 /// The reports of `instances` (name, id), in their order. One listing finds them all:
 /// each instance's report is under its writer (`reports/<role id>:<instance id>.json`),
 /// the newest if a renamed role made two. A report under the instance's name, as
@@ -128,7 +120,7 @@ pub async fn read_all(
     bucket: &str,
     instances: &[(String, String)],
 ) -> anyhow::Result<Vec<Readiness>> {
-    let listed = list(c, bucket).await?;
+    let listed = crate::aws::listing(c, bucket, REPORTS_PREFIX).await?;
     let reads = instances.iter().map(|(name, id)| {
         let by_writer = listed
             .iter()
@@ -152,36 +144,6 @@ pub async fn read_all(
         }
     });
     futures::future::join_all(reads).await.into_iter().collect()
-}
-
-async fn list(c: &Clients, bucket: &str) -> anyhow::Result<Vec<Listed>> {
-    let mut out = Vec::new();
-    let mut pages =
-        c.s3.list_objects_v2()
-            .bucket(bucket)
-            .prefix(REPORTS_PREFIX)
-            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
-            .into_paginator()
-            .send();
-    while let Some(page) = pages.next().await {
-        let Some(page) = page
-            .map_err(aws(format!("S3 ListObjectsV2 {bucket}")))
-            .absent_if(&["NoSuchBucket"])?
-        else {
-            return Ok(Vec::new());
-        };
-        out.extend(page.contents().iter().filter_map(|o| {
-            Some(Listed {
-                key: crate::aws::listed_key(o.key()?),
-                size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
-                modified: o
-                    .last_modified()
-                    .and_then(|t| SystemTime::try_from(*t).ok())
-                    .unwrap_or(SystemTime::UNIX_EPOCH),
-            })
-        }));
-    }
-    Ok(out)
 }
 
 /// Reads one report, refusing what is too large, malformed or from elsewhere. `own`:

@@ -428,6 +428,46 @@ fn canonical(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// An object as a listing shows it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
+/// Every object under `prefix`, keys decoded; nothing for a bucket that does not
+/// exist.
+pub async fn listing(c: &Clients, bucket: &str, prefix: &str) -> anyhow::Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    let mut pages =
+        c.s3.list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .encoding_type(aws_sdk_s3::types::EncodingType::Url)
+            .into_paginator()
+            .send();
+    while let Some(page) = pages.next().await {
+        let Some(page) = page
+            .map_err(aws(format!("S3 ListObjectsV2 {bucket}")))
+            .absent_if(&["NoSuchBucket"])?
+        else {
+            return Ok(Vec::new());
+        };
+        out.extend(page.contents().iter().filter_map(|o| {
+            Some(Listed {
+                key: listed_key(o.key()?),
+                size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
+                modified: o
+                    .last_modified()
+                    .and_then(|t| std::time::SystemTime::try_from(*t).ok())
+                    .unwrap_or(std::time::SystemTime::UNIX_EPOCH),
+            })
+        }));
+    }
+    Ok(out)
+}
+
 /// A key from a listing asked for with `EncodingType=url`. Keys are whatever an
 /// instance chose, and XML 1.0 cannot carry every byte (a control character would
 /// make the whole listing unreadable), so every listing asks S3 to encode them; S3
