@@ -4,6 +4,7 @@
 use std::fmt::Display;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use clap::Args;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -28,9 +29,14 @@ pub struct Listen {
 }
 
 impl Listen {
+    /// The address to bind for `port`; its `Display` brackets an IPv6 address.
+    pub fn addr(&self, port: u16) -> SocketAddr {
+        SocketAddr::new(self.bind, port)
+    }
+
     /// A TCP listener on `port` with these options.
     pub fn tcp(&self, port: u16) -> std::io::Result<tokio::net::TcpListener> {
-        let addr = SocketAddr::new(self.bind, port);
+        let addr = self.addr(port);
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(self.reuse_addr)?;
         #[cfg(unix)]
@@ -43,7 +49,7 @@ impl Listen {
 
     /// A UDP socket on `port` with these options.
     pub fn udp(&self, port: u16) -> std::io::Result<tokio::net::UdpSocket> {
-        let addr = SocketAddr::new(self.bind, port);
+        let addr = self.addr(port);
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         socket.set_reuse_address(self.reuse_addr)?;
         #[cfg(unix)]
@@ -52,6 +58,41 @@ impl Listen {
         socket.bind(&addr.into())?;
         tokio::net::UdpSocket::from_std(socket.into())
     }
+}
+
+/// `--host` as the resolver wants it: `[::1]` is accepted as well as `::1`.
+pub fn host_name(host: &str) -> &str {
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// `host:port` for messages, with an IPv6 address in brackets (`[::1]:8080`) so the port
+/// cannot be read as part of the address.
+pub fn host_port(host: &str, port: u16) -> String {
+    let host = host_name(host);
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// A duration given as seconds (`5`, `0.5`) or with a unit (`500ms`, `5s`, `2m`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let invalid = || format!("{text:?} is not a duration (examples: 5, 0.5, 500ms, 5s, 2m)");
+    let value: f64 = number.trim().parse().map_err(|_| invalid())?;
+    Duration::try_from_secs_f64(value * scale).map_err(|_| invalid())
 }
 
 /// Resolves on SIGTERM (systemd stopping the service) or Ctrl-C.
@@ -107,5 +148,36 @@ pub fn log(line: impl Display) {
 pub fn raise_fd_limit() {
     if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
         let _ = rlimit::Resource::NOFILE.set(hard, hard);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_hosts_are_bracketed() {
+        assert_eq!(host_port("::1", 8080), "[::1]:8080");
+        assert_eq!(host_port("[::1]", 8080), "[::1]:8080");
+        assert_eq!(host_port("fe80::1%eth0", 1), "[fe80::1%eth0]:1");
+        assert_eq!(host_port("127.0.0.1", 8080), "127.0.0.1:8080");
+        assert_eq!(
+            host_port("server.lab.internal", 80),
+            "server.lab.internal:80"
+        );
+        assert_eq!(host_name("[::1]"), "::1");
+    }
+
+    #[test]
+    fn durations_take_seconds_or_a_unit() {
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "-1", "five", "5h", "inf", "NaN"] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains("is not a duration"), "{bad}: {err}");
+        }
     }
 }

@@ -300,7 +300,7 @@ fn pause(min: f64, max: f64) -> anyhow::Result<Duration> {
 
 /// Resolves `host` (a DNS name or an address) to every address it has.
 async fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((crate::common::host_name(host), port))
         .await
         .with_context(|| format!("cannot resolve {host}"))?
         .collect();

@@ -5,7 +5,9 @@
 //! 2. the client sends the message length in bytes as exactly 8 hex digits (lowercase
 //!    from our client), then the message (UTF-8);
 //! 3. the server reads the message in small chunks, logs it and closes the connection.
-//!    The client takes that close (EOF) as the end of the exchange.
+//!    The lab's threaded server closes only implicitly (Python closes a socket when its
+//!    last reference goes), so its last connection may stay open until the next accept;
+//!    the lab's client does not wait for the close, and `load` only waits a grace period.
 //!
 //! `intro-server` is the server (one task per connection, like the lab's thread per
 //! connection); `load` is the lab's load test: N clients at once, with the counts and

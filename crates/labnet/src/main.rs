@@ -13,12 +13,14 @@ mod framed;
 mod intro;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 /// The lab programs: TCP/UDP servers and clients, RTT and load tools.
 #[derive(Debug, Parser)]
 #[command(
     name = "labnet",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LABNET_GIT_COMMIT"), ")")
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LABNET_GIT_COMMIT"), ")"),
+    after_help = "Exit status: 0 on success, 1 on any error (usage errors included)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -53,8 +55,11 @@ enum Command {
     Load(intro::LoadArgs),
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     common::raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -63,7 +68,7 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("labnet: cannot start: {e}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
     let result = runtime.block_on(async {
@@ -83,10 +88,21 @@ fn main() -> std::process::ExitCode {
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("labnet: {e:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
+    }
+}
+
+/// `--help` and `--version` print to stdout and succeed; every usage error goes to stderr
+/// and exits 1 (clap's own default is 2), as every other error of labnet and labctl does.
+fn usage(e: &clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -35,6 +35,10 @@ fn alnum_server_answers_exactly_for_unicode_cases() {
         ("٣²Ⅻ", "Alphanumeric"),
         ("\u{0345}", "Not alphanumeric."),
         ("\u{1F130}", "Not alphanumeric."),
+        // Letters new in Unicode 15.0 (Nag Mundari, Kawi), as Python 3.12 answers.
+        ("\u{1E4D0}\u{11F04}", "Alphanumeric"),
+        // A CJK ideograph from Unicode 15.1: unassigned for Python 3.12.
+        ("\u{2EBF0}", "Not alphanumeric."),
         ("hello world", "Not alphanumeric."),
         ("abc!", "Not alphanumeric."),
         ("", "Not alphanumeric."),

@@ -351,11 +351,16 @@ fn python_lab_client_works_against_labnet_server() {
     );
 }
 
-/// The lab's threaded server (backlog 5, 100-byte reads), checking that the length
-/// prefix is exactly 8 lowercase hex digits. Serves `n` connections, then exits.
+/// The threading lab's own server: backlog 5, a thread per connection that sends the
+/// intro, reads the 8 hex digits (checked to be exactly that) and the message in reads
+/// of at most 100 bytes, and prints what it got. Arguments: how many connections to
+/// serve (0: until killed), and `close` to close each, or `hold` to return without
+/// closing as the lab's server does. Python closes a socket when its last reference
+/// goes, and the accept loop's `conn` keeps the most recent one until the next accept,
+/// so with `hold` the last client's connection stays open.
 const PYTHON_SERVER: &str = r#"
 import re, socket, sys, threading
-n = int(sys.argv[1])
+n, mode = int(sys.argv[1]), sys.argv[2]
 srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", 0))
@@ -374,15 +379,16 @@ def handle(conn):
     length = int(header, 16) if ok else 0
     data = b""
     while len(data) < length:
-        chunk = conn.recv(100)
+        chunk = conn.recv(min(100, length - len(data)))
         if not chunk:
             break
         data += chunk
     with lock:
         print("OK" if ok and len(data) == length else "BAD", length, data.decode()[-24:], flush=True)
-    conn.close()
+    if mode == "close":
+        conn.close()
 threads = []
-for _ in range(n):
+while n == 0 or len(threads) < n:
     conn, _ = srv.accept()
     t = threading.Thread(target=handle, args=(conn,))
     t.start()
@@ -393,23 +399,8 @@ for t in threads:
 
 #[test]
 fn labnet_load_works_against_python_lab_server() {
-    let mut child = python()
-        .args(["-c", PYTHON_SERVER, "4"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout
-        .read_line(&mut first)
-        .expect("python server's first line");
-    let port = first
-        .trim()
-        .rsplit(':')
-        .next()
-        .unwrap_or_else(|| panic!("first line was {first:?}"))
-        .to_string();
-
+    let server = PythonServer::start(PYTHON_SERVER, &["4", "close"]);
+    let port = server.port.to_string();
     let out = run(&[
         "load",
         "--host",
@@ -424,11 +415,7 @@ fn labnet_load_works_against_python_lab_server() {
         "10",
         "--json",
     ]);
-    let _ = child.wait();
-    let mut python_lines = String::new();
-    stdout
-        .read_to_string(&mut python_lines)
-        .expect("python server output");
+    let python_lines = server.lines(4).join("\n");
     assert!(
         out.status.success(),
         "load failed: {}",
@@ -536,4 +523,300 @@ fn load_sweep_prints_one_row_per_client_count() {
         [("1", "1", "1"), ("3", "3", "3"), ("5", "5", "5")],
         "{stdout}"
     );
+}
+
+/// A Python server that runs until dropped, and the lines it prints.
+struct PythonServer {
+    child: std::process::Child,
+    port: u16,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl PythonServer {
+    fn start(program: &str, args: &[&str]) -> PythonServer {
+        let mut child = python()
+            .args(["-c", program])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        stdout
+            .read_line(&mut first)
+            .expect("python server's first line");
+        let port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("first line was {first:?}"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        PythonServer { child, port, lines }
+    }
+
+    /// The lines printed so far, waiting up to `WAIT` until `n` have come.
+    fn lines(&self, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match self.lines.recv_timeout(WAIT) {
+                Ok(line) => got.push(line),
+                Err(_) => break,
+            }
+        }
+        got
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `labnet load --clients 5 --pause 0.05 <extra...>` against `port` on loopback.
+fn load5(port: u16, extra: &[&str]) -> std::process::Output {
+    let port = port.to_string();
+    let mut args = vec![
+        "load",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--clients",
+        "5",
+        "--pause",
+        "0.05",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// The row of counts of a text table whose first column is `clients`, by header name.
+fn text_row(stdout: &str, clients: u32) -> std::collections::HashMap<String, String> {
+    let header = stdout
+        .lines()
+        .find(|l| l.starts_with("clients connected"))
+        .unwrap_or_else(|| panic!("no column header in {stdout}"));
+    let row = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&clients.to_string()))
+        .unwrap_or_else(|| panic!("no row for {clients} clients in {stdout}"));
+    header
+        .split_whitespace()
+        .zip(row.split_whitespace())
+        .take_while(|(h, _)| *h != "|")
+        .map(|(h, v)| (h.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn load_completes_against_the_labs_threaded_server_that_leaves_a_connection_open() {
+    let server = PythonServer::start(PYTHON_SERVER, &["0", "hold"]);
+    let out = load5(server.port, &["--close-grace", "1s", "--json"]);
+    let doc = json_of(&out);
+    assert!(
+        out.status.success(),
+        "load failed: {doc} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = &doc["runs"][0];
+    assert_eq!(run["completed"], 5, "{doc}");
+    assert_eq!(run["failed"], 0, "{doc}");
+    let not_closed = run["not_closed"].as_u64().expect("not_closed");
+    assert!(not_closed >= 1, "the held connection is not closed: {doc}");
+    assert_eq!(
+        not_closed + run["closed"].as_u64().expect("closed"),
+        5,
+        "{doc}"
+    );
+    assert_eq!(doc["require_close"], false, "{doc}");
+    assert_eq!(doc["close_grace_s"], 1.0, "{doc}");
+    // Every message went through, whole.
+    let lines = server.lines(5);
+    for i in 0..5 {
+        let line = format!("OK 2725 AND I AM CLIENT {i:08}");
+        assert!(lines.contains(&line), "no {line:?} in {lines:?}");
+    }
+
+    // Strict: the connection the server holds is a failure, and the exit status says so.
+    let out = load5(server.port, &["--close-grace", "500ms", "--require-close"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let row = text_row(&stdout, 5);
+    let count = |k: &str| row[k].parse::<u64>().expect("a count");
+    assert!(count("not-closed") >= 1, "{stdout}");
+    assert_eq!(count("failed"), count("not-closed"), "{stdout}");
+    assert_eq!(count("timeout"), count("not-closed"), "{stdout}");
+    assert_eq!(count("completed") + count("failed"), 5, "{stdout}");
+    assert!(
+        stderr.contains("waiting for close: not closed within 500ms"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("clients failed"), "{stderr}");
+}
+
+#[test]
+fn load_against_intro_server_times_the_close() {
+    let server = Server::start("intro-server", &["--quiet"]);
+    let out = load5(server.addr.port(), &["--json"]);
+    let doc = json_of(&out);
+    assert!(out.status.success(), "load failed: {doc}");
+    let run = &doc["runs"][0];
+    for (key, want) in [
+        ("completed", 5),
+        ("closed", 5),
+        ("not_closed", 0),
+        ("failed", 0),
+    ] {
+        assert_eq!(run[key], want, "{key} in {doc}");
+    }
+    // Each client's close comes after its send, so every percentile does too.
+    for p in ["p50", "p90", "p99", "max"] {
+        let close = run["close_ms"][p].as_f64().expect("close_ms");
+        let sent = run["sent_ms"][p].as_f64().expect("sent_ms");
+        assert!(
+            close >= sent,
+            "{p}: close {close} before send {sent}: {doc}"
+        );
+        // With every server closing, completion is the close.
+        assert_eq!(run["completion_ms"][p], run["close_ms"][p], "{doc}");
+    }
+
+    // The text table, strict: the same counts, the close timed, every column's unit shown.
+    let out = load5(server.addr.port(), &["--require-close"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = text_row(&stdout, 5);
+    for (key, want) in [
+        ("clients", "5"),
+        ("connected", "5"),
+        ("completed", "5"),
+        ("not-closed", "0"),
+        ("failed", "0"),
+    ] {
+        assert_eq!(row[key], want, "{key} in {stdout}");
+    }
+    let groups = stdout
+        .lines()
+        .find(|l| l.starts_with("clients (count)"))
+        .unwrap_or_else(|| panic!("no unit line in {stdout}"));
+    for group in [
+        "to intro line (ms)",
+        "to message sent (ms)",
+        "to server close (ms)",
+    ] {
+        assert!(groups.contains(group), "{group:?} in {stdout}");
+    }
+    assert!(stdout.starts_with("target 127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("pause 0.050 s"), "{stdout}");
+    // Every time column of the row holds a number, the close's included.
+    let data = stdout
+        .lines()
+        .find(|l| l.starts_with("      5 "))
+        .expect("the row");
+    let times: Vec<&str> = data
+        .split('|')
+        .skip(1)
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert_eq!(times.len(), 12, "{data}");
+    for t in times {
+        t.parse::<f64>()
+            .unwrap_or_else(|_| panic!("{t:?} in {data}"));
+    }
+}
+
+#[test]
+fn ipv6_addresses_are_printed_in_brackets() {
+    let server = Server::start_on("intro-server", "::1", &[]);
+    assert!(server.addr.is_ipv6(), "{}", server.addr);
+    let port = server.addr.port();
+    let target = format!("[::1]:{port}");
+
+    let out = run(&[
+        "load",
+        "--host",
+        "::1",
+        "--port",
+        &port.to_string(),
+        "--clients",
+        "1",
+        "--pause",
+        "0",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.starts_with(&format!("target {target},")), "{stdout}");
+    // The server logs the peer bracketed too.
+    let line = server.wait_for(" connected", WAIT);
+    assert!(line.starts_with("[::1]:"), "{line}");
+
+    // `--host [::1]` is accepted as well, and the JSON names the same target.
+    let out = run(&[
+        "load",
+        "--host",
+        "[::1]",
+        "--port",
+        &port.to_string(),
+        "--clients",
+        "1",
+        "--pause",
+        "0",
+        "--json",
+    ]);
+    let doc = json_of(&out);
+    assert!(out.status.success(), "{doc}");
+    assert_eq!(doc["target"], target.as_str(), "{doc}");
+    assert_eq!(doc["addr"], target.as_str(), "{doc}");
+
+    // The port is taken: the error names the address it could not listen on.
+    let out = run(&["intro-server", "--bind", "::1", "--port", &port.to_string()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on {target}")), "{err}");
+
+    // Nothing listens on a port that was just free: the clients name it bracketed.
+    let closed = TcpListener::bind("[::1]:0")
+        .expect("bind ::1")
+        .local_addr()
+        .expect("addr")
+        .port()
+        .to_string();
+    for program in ["tcp-client", "alnum-client", "rtt"] {
+        let mut args = vec![program, "--host", "::1", "--port", &closed];
+        if program == "alnum-client" {
+            args.extend(["--text", "a"]);
+        }
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{program}: {err}");
+        assert!(
+            err.contains(&format!("cannot connect to [::1]:{closed}")),
+            "{program}: {err}"
+        );
+    }
 }

@@ -37,7 +37,7 @@ pub async fn run_tcp_server(args: TcpServerArgs) -> anyhow::Result<()> {
     let listener = args
         .listen
         .tcp(args.port)
-        .with_context(|| format!("cannot listen on {}:{}", args.listen.bind, args.port))?;
+        .with_context(|| format!("cannot listen on {}", args.listen.addr(args.port)))?;
     let stop = shutdown();
     tokio::pin!(stop);
     log(format_args!("listening on {}", listener.local_addr()?));
@@ -157,5 +157,8 @@ pub(super) async fn connect(
             Err(_) => last = format!("{addr}: timed out after {}s", timeout.as_secs_f64()),
         }
     }
-    anyhow::bail!("cannot connect to {host}:{port}: {last}")
+    anyhow::bail!(
+        "cannot connect to {}: {last}",
+        crate::common::host_port(host, port)
+    )
 }

@@ -39,7 +39,7 @@ pub async fn run_udp_server(args: UdpServerArgs) -> anyhow::Result<()> {
     let socket = Arc::new(
         args.listen
             .udp(args.port)
-            .with_context(|| format!("cannot bind {}:{}", args.listen.bind, args.port))?,
+            .with_context(|| format!("cannot bind {}", args.listen.addr(args.port)))?,
     );
     let stop = shutdown();
     tokio::pin!(stop);

@@ -54,7 +54,7 @@ pub async fn run_hesitant_server(args: HesitantServerArgs) -> anyhow::Result<()>
     let listener = args
         .listen
         .tcp(args.port)
-        .with_context(|| format!("cannot listen on {}:{}", args.listen.bind, args.port))?;
+        .with_context(|| format!("cannot listen on {}", args.listen.addr(args.port)))?;
     if let Some(size) = args.recv_buffer {
         // Accepted sockets inherit the listener's buffer, and the window scale is chosen
         // from it during the handshake, so it must be set before anyone connects.

@@ -1,11 +1,19 @@
 //! `load`: the lab's load test, N clients against an intro server at once.
 //!
 //! The lab has students watch resets and retransmissions in Wireshark as N grows; this
-//! client counts the outcomes itself (connected, refused, reset, timed out, other) and
-//! reports percentiles of time-to-intro-line and time-to-completion, so the point where
-//! the server's accept queue or threads give out shows in one table. Each client does
-//! exactly what the lab's asyncio client does: connect, read the intro line, sleep, send
-//! the long message with its length prefix, wait for the server to close.
+//! client counts the outcomes itself (connected, completed, refused, reset, timed out,
+//! other) and reports percentiles of the time to the intro line, to the message sent and
+//! to the server's close, so the point where the server's accept queue or threads give
+//! out shows in one table.
+//!
+//! Each client does what the lab's asyncio client does: connect, read the intro line,
+//! sleep, send the long message with its length prefix. That is a completed client, as
+//! it is for the lab's client, which never waits for a close. The lab's own threaded
+//! server never closes explicitly (Python closes a socket when its last reference goes,
+//! and the accept loop keeps the last one), so the close is observed, not required: each
+//! client then waits a grace period for it and records when it came. A client whose
+//! server has not closed by then counts as "not closed", not as failed, unless
+//! `--require-close` asks for the strict check (labnet's `intro-server` always closes).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -19,9 +27,10 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 
 use super::{DEFAULT_PORT, encode_len, lab_message};
+use crate::common::{host_name, host_port, parse_duration};
 
 /// The lab's series of client counts, for a bare `--sweep`.
 const LAB_SERIES: &str = "10,20,50,100,200,500,1000";
@@ -35,8 +44,15 @@ const MAX_INTRO: u64 = 64 * 1024;
 /// can tell a clean run from a congested one.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit status: 0 if every client completed, 1 if any failed \
-(refused, reset, timed out or other; the results are printed first) or on a usage error."
+    after_help = "A client has completed when its intro line arrived and its whole message \
+was sent, as the lab's client does. It then waits --close-grace for the server's close: a \
+close that comes is timed (\"to server close\"); one that does not is counted as \
+\"not closed\", which is not a failure unless --require-close is given. Times are from \
+the start of each client's connect.
+
+Exit status: 0 if every client completed, 1 if any failed (refused, reset, timed out or \
+other; with --require-close also not closed; the results are printed first) or on a \
+usage error."
 )]
 pub struct LoadArgs {
     /// Server host name or address (resolved once per run).
@@ -65,9 +81,17 @@ pub struct LoadArgs {
     /// Seconds allowed for each connect.
     #[arg(long, default_value_t = 10.0)]
     connect_timeout: f64,
-    /// Seconds allowed for each later step: the intro line, the send, the server's close.
+    /// Seconds allowed for each later step: the intro line and the send.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// How long each client waits for the server's close once its message is sent
+    /// (seconds, or with a unit: 500ms, 5s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    close_grace: Duration,
+    /// Count a client whose server has not closed within --close-grace as failed, for
+    /// servers that promise to close (labnet's intro-server does).
+    #[arg(long)]
+    require_close: bool,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     json: bool,
@@ -79,6 +103,8 @@ struct Plan {
     pause: Duration,
     connect_timeout: Duration,
     timeout: Duration,
+    close_grace: Duration,
+    require_close: bool,
 }
 
 /// How a client failed, by `io::ErrorKind`.
@@ -103,13 +129,35 @@ impl Failure {
     }
 }
 
-/// One client's result.
+/// One client's result; times are from the start of its connect.
 #[derive(Default)]
 struct Outcome {
     connected: bool,
     intro: Option<Duration>,
-    done: Option<Duration>,
+    /// The whole message was handed to the kernel.
+    sent: Option<Duration>,
+    /// The server's close (end of stream) arrived.
+    closed: Option<Duration>,
+    /// The message was sent but the server did not close within the grace period.
+    not_closed: bool,
     failure: Option<(Failure, String)>,
+}
+
+impl Outcome {
+    /// Intro line received and message sent, with nothing failing (with
+    /// `--require-close`, a missing close is a failure).
+    fn completed(&self) -> bool {
+        self.sent.is_some() && self.failure.is_none()
+    }
+
+    /// When the client completed: the server's close where it came, else the send.
+    fn completion(&self) -> Option<Duration> {
+        if self.completed() {
+            self.closed.or(self.sent)
+        } else {
+            None
+        }
+    }
 }
 
 /// A run's results.
@@ -129,17 +177,28 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
     let connect_timeout = secs(args.connect_timeout, "--connect-timeout")?;
     let step_timeout = secs(args.timeout, "--timeout")?;
     let series = args.sweep.clone().unwrap_or_else(|| vec![args.clients]);
-    let target = format!("{}:{}", args.host, args.port);
+    let target = host_port(&args.host, args.port);
 
     if !args.json {
-        println!("target {target}, pause {:.3} s", pause.as_secs_f64());
-        println!("{}", table_header());
+        println!(
+            "target {target}, pause {:.3} s, close grace {:.3} s{}",
+            pause.as_secs_f64(),
+            args.close_grace.as_secs_f64(),
+            if args.require_close {
+                " (a close is required)"
+            } else {
+                ""
+            }
+        );
+        for line in table_header() {
+            println!("{line}");
+        }
     }
     let mut runs = Vec::new();
     let mut addr = None;
     for &clients in &series {
         // Resolved once per run, not per client: the load is on the server, not on DNS.
-        let resolved = tokio::net::lookup_host(&target)
+        let resolved = tokio::net::lookup_host((host_name(&args.host), args.port))
             .await
             .with_context(|| format!("cannot resolve {target}"))?
             .next()
@@ -150,6 +209,8 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
             pause,
             connect_timeout,
             timeout: step_timeout,
+            close_grace: args.close_grace,
+            require_close: args.require_close,
         });
         let run = run_once(clients, plan).await;
         if !args.json {
@@ -157,6 +218,14 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
             let _ = io::stdout().flush();
             for (error, count) in error_counts(&run) {
                 eprintln!("  {clients} clients: {count} × {error}");
+            }
+            let not_closed = not_closed(&run);
+            if not_closed > 0 && !args.require_close {
+                eprintln!(
+                    "  {clients} clients: {not_closed} × not closed by the server within {:?} \
+(completed all the same; --require-close makes this a failure)",
+                    args.close_grace
+                );
             }
         }
         runs.push(run);
@@ -166,6 +235,8 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
             "target": target,
             "addr": addr.map(|a| a.to_string()),
             "pause_s": pause.as_secs_f64(),
+            "close_grace_s": args.close_grace.as_secs_f64(),
+            "require_close": args.require_close,
             "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
         });
         println!("{doc}");
@@ -202,7 +273,8 @@ async fn run_once(clients: u32, plan: Arc<Plan>) -> Run {
     }
 }
 
-/// One client of the lab: connect, intro line, pause, length + message, wait for close.
+/// One client of the lab: connect, intro line, pause, length + message, then a grace
+/// period for the server's close.
 async fn client(i: usize, plan: Arc<Plan>, gate: Arc<Barrier>) -> Outcome {
     gate.wait().await;
     let mut outcome = Outcome::default();
@@ -245,12 +317,35 @@ async fn exchange(i: usize, plan: &Plan, outcome: &mut Outcome) -> Result<(), (F
     bytes.extend_from_slice(&encode_len(message.len()).expect("the lab message is short"));
     bytes.extend_from_slice(message.as_bytes());
     timed(plan.timeout, "send", reader.get_mut().write_all(&bytes)).await?;
+    outcome.sent = Some(t0.elapsed());
 
-    // The server closes after reading the message; anything it sends before is ignored.
+    // Anything the server sends before its close is ignored. One deadline for the whole
+    // wait, so a server that keeps talking cannot stretch it.
+    let deadline = tokio::time::Instant::now() + plan.close_grace;
     let mut sink = [0u8; 1024];
-    while timed(plan.timeout, "waiting for close", reader.read(&mut sink)).await? > 0 {}
-    outcome.done = Some(t0.elapsed());
-    Ok(())
+    loop {
+        match timeout_at(deadline, reader.read(&mut sink)).await {
+            Ok(Ok(0)) => {
+                outcome.closed = Some(t0.elapsed());
+                return Ok(());
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err((Failure::of(&e), format!("waiting for close: {e}"))),
+            Err(_) => {
+                outcome.not_closed = true;
+                if plan.require_close {
+                    return Err((
+                        Failure::TimedOut,
+                        format!(
+                            "waiting for close: not closed within {:?} (--close-grace)",
+                            plan.close_grace
+                        ),
+                    ));
+                }
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Awaits an I/O step with a timeout; a failure is classified and names the step.
@@ -307,50 +402,103 @@ fn intro_times(run: &Run) -> Option<[f64; 4]> {
     percentiles(run.outcomes.iter().filter_map(|o| o.intro))
 }
 
-fn done_times(run: &Run) -> Option<[f64; 4]> {
-    percentiles(run.outcomes.iter().filter_map(|o| o.done))
+fn sent_times(run: &Run) -> Option<[f64; 4]> {
+    percentiles(run.outcomes.iter().filter_map(|o| o.sent))
 }
 
-fn table_header() -> String {
-    format!(
-        "{:>7} {:>9} {:>9} {:>7} {:>6} {:>7} {:>6} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
-        "clients",
-        "connected",
-        "completed",
-        "refused",
-        "reset",
-        "timeout",
-        "other",
-        "intro p50",
-        "p90",
-        "p99",
-        "max",
-        "done p50",
-        "p90",
-        "p99",
-        "max",
-    )
+fn close_times(run: &Run) -> Option<[f64; 4]> {
+    percentiles(run.outcomes.iter().filter_map(|o| o.closed))
+}
+
+fn completion_times(run: &Run) -> Option<[f64; 4]> {
+    percentiles(run.outcomes.iter().filter_map(Outcome::completion))
+}
+
+fn connected(run: &Run) -> usize {
+    run.outcomes.iter().filter(|o| o.connected).count()
+}
+
+fn completed(run: &Run) -> usize {
+    run.outcomes.iter().filter(|o| o.completed()).count()
+}
+
+fn closed(run: &Run) -> usize {
+    run.outcomes.iter().filter(|o| o.closed.is_some()).count()
+}
+
+fn not_closed(run: &Run) -> usize {
+    run.outcomes.iter().filter(|o| o.not_closed).count()
+}
+
+/// The count columns: name and width.
+const COUNTS: [(&str, usize); 9] = [
+    ("clients", 7),
+    ("connected", 9),
+    ("completed", 9),
+    ("not-closed", 10),
+    ("failed", 6),
+    ("refused", 7),
+    ("reset", 5),
+    ("timeout", 7),
+    ("other", 5),
+];
+
+/// Width of one percentile column, in milliseconds with one decimal.
+const MS: usize = 8;
+
+/// The percentile groups, each p50 p90 p99 max.
+const TIMES: [&str; 3] = [
+    "to intro line (ms)",
+    "to message sent (ms)",
+    "to server close (ms)",
+];
+
+/// Two header lines: the groups with their units, then the columns.
+fn table_header() -> [String; 2] {
+    let counts_width = COUNTS.iter().map(|(_, w)| w + 1).sum::<usize>() - 1;
+    let times_width = 4 * MS + 3;
+    let mut groups = format!("{:<counts_width$}", "clients (count)");
+    let mut columns = COUNTS
+        .iter()
+        .map(|(name, w)| format!("{name:>w$}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for group in TIMES {
+        groups.push_str(&format!(" | {group:^times_width$}"));
+        columns.push_str(&format!(
+            " | {:>MS$} {:>MS$} {:>MS$} {:>MS$}",
+            "p50", "p90", "p99", "max"
+        ));
+    }
+    [groups.trim_end().to_owned(), columns]
 }
 
 fn table_row(run: &Run) -> String {
-    let completed = run.outcomes.iter().filter(|o| o.done.is_some()).count();
-    let connected = run.outcomes.iter().filter(|o| o.connected).count();
-    let ms = |p: Option<[f64; 4]>| match p {
-        Some(v) => v.map(|x| format!("{x:>9.1}")).join(" "),
-        None => format!("{:>9} {:>9} {:>9} {:>9}", "-", "-", "-", "-"),
-    };
-    format!(
-        "{:>7} {:>9} {:>9} {:>7} {:>6} {:>7} {:>6} | {} | {}",
-        run.clients,
-        connected,
-        completed,
+    let values = [
+        run.clients as usize,
+        connected(run),
+        completed(run),
+        not_closed(run),
+        failures(run).len(),
         count(run, Failure::Refused),
         count(run, Failure::Reset),
         count(run, Failure::TimedOut),
         count(run, Failure::Other),
-        ms(intro_times(run)),
-        ms(done_times(run)),
-    )
+    ];
+    let mut row = COUNTS
+        .iter()
+        .zip(values)
+        .map(|((_, w), v)| format!("{v:>w$}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for times in [intro_times(run), sent_times(run), close_times(run)] {
+        row.push_str(" | ");
+        row.push_str(&match times {
+            Some(v) => v.map(|x| format!("{x:>MS$.1}")).join(" "),
+            None => vec![format!("{:>MS$}", "-"); 4].join(" "),
+        });
+    }
+    row
 }
 
 fn run_json(run: &Run) -> serde_json::Value {
@@ -362,8 +510,10 @@ fn run_json(run: &Run) -> serde_json::Value {
     };
     json!({
         "clients": run.clients,
-        "connected": run.outcomes.iter().filter(|o| o.connected).count(),
-        "completed": run.outcomes.iter().filter(|o| o.done.is_some()).count(),
+        "connected": connected(run),
+        "completed": completed(run),
+        "closed": closed(run),
+        "not_closed": not_closed(run),
         "refused": count(run, Failure::Refused),
         "reset": count(run, Failure::Reset),
         "timed_out": count(run, Failure::TimedOut),
@@ -371,7 +521,9 @@ fn run_json(run: &Run) -> serde_json::Value {
         "failed": failures(run).len(),
         "wall_ms": round3(run.wall.as_secs_f64() * 1000.0),
         "intro_ms": ms(intro_times(run)),
-        "completion_ms": ms(done_times(run)),
+        "sent_ms": ms(sent_times(run)),
+        "close_ms": ms(close_times(run)),
+        "completion_ms": ms(completion_times(run)),
         "errors": error_counts(run),
     })
 }

@@ -96,7 +96,7 @@ pub async fn run_intro_server(args: IntroServerArgs) -> anyhow::Result<()> {
     let listener = args
         .listen
         .tcp(args.port)
-        .with_context(|| format!("cannot listen on {}:{}", args.listen.bind, args.port))?;
+        .with_context(|| format!("cannot listen on {}", args.listen.addr(args.port)))?;
     let local = listener.local_addr().context("listening address")?;
 
     let mut stop = std::pin::pin!(common::shutdown());

@@ -26,9 +26,14 @@ pub struct Server {
 impl Server {
     /// Starts `labnet <program> --bind 127.0.0.1 --port 0 <extra...>`.
     pub fn start(program: &str, extra: &[&str]) -> Server {
+        Server::start_on(program, "127.0.0.1", extra)
+    }
+
+    /// Starts `labnet <program> --bind <bind> --port 0 <extra...>`.
+    pub fn start_on(program: &str, bind: &str, extra: &[&str]) -> Server {
         let mut child = labnet()
             .arg(program)
-            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(["--bind", bind, "--port", "0"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
