@@ -219,7 +219,7 @@ trap 'rm -rf -- "$tmp"' EXIT
 
 "$labctl" pcap-summary --json -- "$file" >"$tmp/labctl.json"
 tshark -q -n -z conv,tcp -r "$file" >"$tmp/tshark.txt" 2>/dev/null
-read -r l_packets l_tcp_convs l_tcp_packets l_problems < <(jq -r '.[0] |
+read -r l_packets l_tcp_convs l_tcp_packets l_problems < <(jq -r '.files[0] |
     [.packets,
      ([.conversations[] | select(.protocol == "tcp")] | length),
      ([.conversations[] | select(.protocol == "tcp") | .packets] | add // 0),

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "labctl",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LABCTL_GIT_COMMIT"), ")"),
     propagate_version = true,
     max_term_width = 100
 )]
@@ -102,6 +102,37 @@ pub enum Command {
     /// Download the lab's captures into <out>/<instance>/<recording>/: concurrently, verified
     /// (size and SHA-256), resuming interrupted downloads, skipping identical files.
     PcapFetch(PcapFetchArgs),
+    /// Write the default lab (topology.yaml and its JSON Schema) into a folder to start
+    /// from. Refuses to overwrite anything.
+    Init(InitArgs),
+    /// Print a shell completion script (`labctl completions bash > ...`). No topology
+    /// file or AWS needed.
+    Completions(CompletionsArgs),
+    /// Print labctl's manual page in roff (`labctl man > ~/.local/share/man/man1/labctl.1`),
+    /// or write one page per command into a folder with --out.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The folder to write into (created if missing).
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write labctl.1 and one labctl-<command>.1 per command into this folder instead
+    /// of printing labctl.1.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +163,9 @@ pub struct CaptureArgs {
     /// File names start with this (lowercase letters, digits, dashes).
     #[arg(long, value_name = "NAME", default_value = "capture")]
     pub label: String,
+    /// Print each instance's result (and where its files go) as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -141,8 +175,9 @@ pub struct PcapFetchArgs {
     /// Where to put them: <out>/<instance>/<recording>/<file>.
     #[arg(long, value_name = "DIR", default_value = "captures")]
     pub out: PathBuf,
-    /// Only captures stored since this time: RFC 3339 (`2026-03-01T14:00:00Z`), a date
-    /// (`2026-03-01`, UTC), or a span back from now (`90m`, `2h`, `1d`).
+    /// Only captures stored since this time: an RFC 3339 time with its offset
+    /// (`2026-03-01T14:00:00Z`, `2026-03-01T15:00:00+01:00`), a date (`2026-03-01`, UTC),
+    /// or a duration back from now (`90m`, `2h`, `1d`; a bare number is seconds).
     #[arg(long, value_name = "TIME", value_parser = parse_since)]
     pub since: Option<std::time::SystemTime>,
     /// Only the newest capture of each instance.
@@ -160,29 +195,9 @@ pub struct PcapFetchArgs {
     pub list: bool,
 }
 
-/// `--since`: an instant, a UTC date, or a span back from now.
+/// `--since`: an instant, a UTC date, or a duration back from now.
 fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
-    use aws_smithy_types::date_time::{DateTime, Format};
-    if let Ok(t) = DateTime::from_str(text, Format::DateTime) {
-        return std::time::SystemTime::try_from(t).map_err(|e| e.to_string());
-    }
-    if let Ok(t) = DateTime::from_str(&format!("{text}T00:00:00Z"), Format::DateTime) {
-        return std::time::SystemTime::try_from(t).map_err(|e| e.to_string());
-    }
-    let span = match text.strip_suffix('d').map(str::parse::<u64>) {
-        Some(Ok(days)) => Ok(std::time::Duration::from_secs(days * 86_400)),
-        _ => parse_wait(text),
-    };
-    match span {
-        Ok(span) => std::time::SystemTime::now()
-            .checked_sub(span)
-            .ok_or_else(|| "that is before the epoch".to_owned()),
-        Err(_) => Err(
-            "expected an RFC 3339 time (2026-03-01T14:00:00Z), a date (2026-03-01) or a span \
-             back from now (90m, 2h, 1d)"
-                .to_owned(),
-        ),
-    }
+    labctl_core::duration::parse_since(text, std::time::SystemTime::now())
 }
 
 #[derive(Debug, Args)]
@@ -216,20 +231,20 @@ pub struct UpArgs {
     #[arg(long)]
     pub json: bool,
     /// Wait until every instance's bootstrap reports ready (or failed), at most this
-    /// long (`10m`, `1h`; default 15m). Instances report a few minutes after launch.
+    /// long: a duration (`90s`, `10m`, `1h`; a bare number is seconds; default 15m).
+    /// Instances report a few minutes after launch.
     #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "15m",
           value_parser = parse_wait)]
     pub wait: Option<std::time::Duration>,
 }
 
-/// `90s`, or a duration as `lifetime` takes it (`10m`, `1h30m`).
+/// `--wait`: a duration, more than nothing.
 fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
-    if let Some(secs) = text.strip_suffix('s').and_then(|n| n.parse().ok()) {
-        return Ok(std::time::Duration::from_secs(secs));
+    let d = labctl_core::duration::parse(text)?;
+    if d.is_zero() {
+        return Err("waiting 0s would give up at once; give a duration such as `15m`".to_owned());
     }
-    text.parse::<labctl_core::topology::Lifetime>()
-        .map(|l| l.0)
-        .map_err(|e| format!("{e}; or seconds, such as `90s`"))
+    Ok(d)
 }
 
 #[derive(Debug, Args)]
@@ -282,9 +297,9 @@ pub struct ExecArgs {
     /// An instance (`server`, `client-2`), a role (every instance of it), or `all`.
     /// A name that is both an instance and a role means the instance.
     pub target: String,
-    /// How long the command may run on each instance (`90s`, `10m`; plain numbers are
-    /// seconds; at most 48h).
-    #[arg(long, value_name = "DURATION", default_value = "600", value_parser = parse_timeout)]
+    /// How long the command may run on each instance: a duration (`90s`, `10m`,
+    /// `1h30m`; a bare number is seconds), from 1s to 48h.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_timeout)]
     pub timeout: std::time::Duration,
     /// Print each instance's result as JSON.
     #[arg(long)]
@@ -296,14 +311,21 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// Seconds, or a duration as `--wait` takes it; SSM accepts 1 s to 48 h.
+/// `--timeout`: a duration within what SSM Run Command accepts, 1s to 48h.
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
-    let d = match text.parse::<u64>() {
-        Ok(secs) => std::time::Duration::from_secs(secs),
-        Err(_) => parse_wait(text)?,
-    };
-    if d.as_secs() < 1 || d.as_secs() > 48 * 3600 {
-        return Err("must be between 1 second and 48h".to_owned());
+    use labctl_core::duration::format;
+    let d = labctl_core::duration::parse(text)?;
+    let (least, most) = (
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(48 * 3600),
+    );
+    if !(least..=most).contains(&d) {
+        return Err(format!(
+            "{} is outside what SSM accepts ({} to {})",
+            format(d),
+            format(least),
+            format(most)
+        ));
     }
     Ok(d)
 }
@@ -322,7 +344,8 @@ pub struct SsmShellArgs {
 pub struct ForwardArgs {
     /// Instance name, as in `labctl status` (`server`, `client-2`).
     pub instance: String,
-    /// The port on the instance (`8080` for the intro server).
+    /// The port on the instance (`8080` for the intro server), 1 to 65535.
+    #[arg(value_parser = clap::value_parser!(u16).range(1..))]
     pub remote_port: u16,
     /// The local port on 127.0.0.1 (default: any free one, printed).
     #[arg(long, value_name = "N")]
@@ -358,35 +381,104 @@ pub struct PcapSummaryArgs {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
+    use std::time::{Duration, SystemTime};
 
-    use super::parse_since;
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    /// Parses a command line as labctl would.
+    fn cli(args: &[&str]) -> Result<Command, String> {
+        Cli::try_parse_from(std::iter::once("labctl").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+            .map_err(|e| e.to_string())
+    }
+
+    fn since(text: &str) -> Result<SystemTime, String> {
+        match cli(&["pcap-fetch", &format!("--since={text}")])? {
+            Command::PcapFetch(args) => Ok(args.since.expect("--since given")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
 
     #[test]
-    fn since_takes_an_instant_a_date_or_a_span_back() {
-        let secs = |t: SystemTime| {
-            t.duration_since(SystemTime::UNIX_EPOCH)
-                .expect("after the epoch")
-                .as_secs()
-        };
+    fn since_takes_any_rfc_3339_offset() {
+        // 2026-03-01T14:00:00Z; `date -Iseconds` prints the local offset.
+        let two_pm = 1_772_373_600;
+        assert_eq!(since("2026-03-01T14:00:00Z"), Ok(at(two_pm)));
+        assert_eq!(since("2026-03-01T14:00:00+00:00"), Ok(at(two_pm)));
         assert_eq!(
-            parse_since("2026-03-01T14:00:00Z").map(secs),
-            Ok(1_772_373_600)
+            since("2026-03-01T14:00:00+01:00"),
+            since("2026-03-01T13:00:00Z")
         );
-        assert_eq!(parse_since("2026-03-01").map(secs), Ok(1_772_323_200));
-        let ago = |text: &str| {
-            let t = parse_since(text).expect("a span");
-            SystemTime::now()
-                .duration_since(t)
-                .expect("in the past")
-                .as_secs()
+        assert_eq!(since("2026-03-01T14:00:00+01:00"), Ok(at(two_pm - 3_600)));
+        assert_eq!(
+            since("2026-03-01T14:00:00-05:00"),
+            Ok(at(two_pm + 5 * 3_600))
+        );
+        assert_eq!(since("2026-03-01t14:00:00z"), Ok(at(two_pm)));
+        assert_eq!(since("2026-03-01"), Ok(at(1_772_323_200)));
+    }
+
+    #[test]
+    fn since_takes_a_duration_back_from_now() {
+        for (text, secs) in [("90", 90), ("30s", 30), ("90m", 5_400), ("1d", 86_400)] {
+            let before = SystemTime::now();
+            let t = since(text).expect(text);
+            let after = SystemTime::now();
+            let span = Duration::from_secs(secs);
+            assert!(before - span <= t && t <= after - span, "{text}");
+        }
+        for bad in ["yesterday", "2026-13-01", "2026-03-01T14:00:00", "", "-5m"] {
+            let err = since(bad).expect_err(bad);
+            assert!(err.contains("--since"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_duration_flag_reads_the_same_grammar() {
+        let timeout = |t: &str| match cli(&["exec", "all", "--timeout", t, "--", "true"]) {
+            Ok(Command::Exec(args)) => Ok(args.timeout),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
         };
-        assert!((5399..=5405).contains(&ago("90m")));
-        assert!((86_399..=86_405).contains(&ago("1d")));
-        assert!((44..=50).contains(&ago("45s")));
-        for bad in ["yesterday", "2026-13-01", "", "-5m"] {
-            let err = parse_since(bad).expect_err(bad);
-            assert!(err.contains("RFC 3339"), "{bad}: {err}");
+        let wait = |t: &str| match cli(&["up", "--wait", t]) {
+            Ok(Command::Up(args)) => Ok(args.wait.expect("--wait given")),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        };
+        for (text, secs) in [
+            ("90", 90),
+            ("2", 2),
+            ("90s", 90),
+            ("10m", 600),
+            ("1h30m", 5_400),
+        ] {
+            assert_eq!(
+                timeout(text),
+                Ok(Duration::from_secs(secs)),
+                "--timeout {text}"
+            );
+            assert_eq!(wait(text), Ok(Duration::from_secs(secs)), "--wait {text}");
+        }
+        for bad in ["1h30", "5min", "30m1h", "1.5h"] {
+            assert!(timeout(bad).is_err(), "--timeout {bad}");
+            assert!(wait(bad).is_err(), "--wait {bad}");
+        }
+        assert!(timeout("49h").expect_err("49h").contains("1s to 2d"));
+        assert!(timeout("0").is_err());
+        assert!(wait("0s").is_err());
+        match cli(&["exec", "all", "--", "true"]) {
+            Ok(Command::Exec(args)) => assert_eq!(args.timeout, Duration::from_secs(600)),
+            other => panic!("{other:?}"),
+        }
+        match cli(&["up", "--wait"]) {
+            Ok(Command::Up(args)) => assert_eq!(args.wait, Some(Duration::from_secs(15 * 60))),
+            other => panic!("{other:?}"),
         }
     }
 }

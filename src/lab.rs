@@ -153,13 +153,19 @@ impl Lab {
 
     /// What the lab's instances cost per hour while they run (and per lifetime).
     pub fn cost(&self) -> String {
+        let (estimate, lifetime) = self.estimate();
+        estimate.render(lifetime)
+    }
+
+    /// The hourly estimate, and the lifetime in minutes when the topology sets one.
+    pub fn estimate(&self) -> (cost::Estimate, Option<u64>) {
         let instances = cost::instances(&self.desired, cost::DEFAULT_ROOT_GIB);
         let lifetime = self
             .topology
             .lifetime
             .as_ref()
             .map(|l| l.value.0.as_secs() / 60);
-        cost::estimate(&self.clients.region, &instances).render(lifetime)
+        (cost::estimate(&self.clients.region, &instances), lifetime)
     }
 
     /// The account's quotas against what the plan adds, before anything changes (see

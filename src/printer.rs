@@ -2,13 +2,27 @@
 //!
 //! Commands never print directly; they go through the [`Printer`], which knows whether
 //! the user asked for quiet output and colours only what reaches a terminal.
+//!
+//! With `--json`, stdout holds exactly one JSON document: the command's result through
+//! [`Printer::json`], or the error envelope through [`Printer::json_error`]. Both carry
+//! [`JSON_VERSION`], so scripts can tell when a shape changes.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use anstream::{eprintln, println};
+use anstream::{eprintln, print, println};
 use owo_colors::OwoColorize;
 
 use labctl_core::{Diagnostic, Severity};
+
+/// The shape version of every `--json` document, its top-level `"version"` field. It
+/// goes up when a field is removed, renamed or changes meaning; new fields may appear
+/// without a new version.
+pub const JSON_VERSION: u32 = 1;
+
+/// Whether a JSON document has gone to stdout: stdout is one per process, and with it
+/// the promise of one document.
+static WROTE_JSON: AtomicBool = AtomicBool::new(false);
 
 /// The one way commands write to the terminal.
 #[derive(Debug, Clone)]
@@ -32,8 +46,53 @@ impl Printer {
         println!("{text}");
     }
 
-    /// A JSON document on stdout.
+    /// Text on stdout exactly as given (a generated script or page).
+    pub fn text(&self, text: &str) {
+        print!("{text}");
+    }
+
+    /// A command's `--json` result on stdout: `value`'s fields (it must serialize as a
+    /// struct or map) after `"version"`.
     pub fn json(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        #[derive(serde::Serialize)]
+        struct Versioned<'a, T> {
+            version: u32,
+            #[serde(flatten)]
+            value: &'a T,
+        }
+        self.raw_json(&Versioned {
+            version: JSON_VERSION,
+            value,
+        })
+    }
+
+    /// The error envelope on stdout, for a command run with `--json` that failed:
+    /// `{"version": 1, "error": {"message", "file", "diagnostics"}}`. `file` and the
+    /// diagnostics (as `validate --json` lists them) are there when a topology file
+    /// failed validation; otherwise `file` is null and the list is empty.
+    pub fn json_error(
+        &self,
+        message: &str,
+        file: Option<&str>,
+        diagnostics: &[Diagnostic],
+    ) -> anyhow::Result<()> {
+        self.json(&serde_json::json!({
+            "error": {
+                "message": message,
+                "file": file,
+                "diagnostics": diagnostics,
+            }
+        }))
+    }
+
+    /// Whether a JSON document already went to stdout.
+    pub fn wrote_json(&self) -> bool {
+        WROTE_JSON.load(Ordering::SeqCst)
+    }
+
+    /// A JSON document on stdout as it is (`labctl schema`).
+    pub fn raw_json(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+        WROTE_JSON.store(true, Ordering::SeqCst);
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         serde_json::to_writer_pretty(&mut out, value)?;
         writeln!(out)?;
@@ -145,6 +204,11 @@ impl crate::aws::apply::Progress for StepProgress {
         match &self.bars {
             Some((_, bars)) => {
                 if let Some(bar) = bars.lock().expect("progress lock").remove(&label) {
+                    // The finished line carries its own time; the spinner's goes.
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{msg}")
+                            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
                     bar.finish_with_message(line);
                 }
             }

@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use labctl_core::marks::{self, REPORTS_PREFIX};
 use serde::Deserialize;
 
@@ -211,22 +210,71 @@ async fn read(
     Ok(Readiness::Reported(report))
 }
 
-/// Waits until every instance (name, id) has reported or `timeout` passes, printing a
-/// line per instance as its report arrives, and returns the reports. Errors when any
-/// failed or stayed silent.
+/// What `up --wait` saw: every instance's last readiness (those that never reported
+/// stay [`Readiness::Pending`]), and what went wrong, if anything did.
+#[derive(Debug)]
+pub struct Waited {
+    /// Each instance's readiness, by name.
+    pub ready: std::collections::BTreeMap<String, Readiness>,
+    /// Instances still without a report when the time ran out.
+    pub pending: Vec<String>,
+    /// Instances whose bootstrap reported a failure.
+    pub failed: Vec<String>,
+    /// Instances whose report labctl could not read.
+    pub unreadable: Vec<String>,
+}
+
+impl Waited {
+    /// One line saying what went wrong, or `None` when every instance is ready.
+    pub fn problem(&self, timeout: Duration) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.failed.is_empty() {
+            parts.push(format!(
+                "the bootstrap failed on {}",
+                self.failed.join(", ")
+            ));
+        }
+        if !self.unreadable.is_empty() {
+            parts.push(format!(
+                "unreadable readiness report from {}",
+                self.unreadable.join(", ")
+            ));
+        }
+        if !self.pending.is_empty() {
+            parts.push(format!(
+                "no readiness report from {} after {}; an instance reports when its \
+                 bootstrap ends (read /var/log/labctl-bootstrap.log and `cloud-init status` \
+                 on it), and an emulator that runs no user-data never reports",
+                self.pending.join(", "),
+                humanize(timeout)
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// Waits until every instance has reported, or `timeout` has passed: the last look is
+/// taken at the deadline itself, never earlier. One instance's failure does not stop
+/// the wait for the others.
 pub async fn wait(
     c: &Clients,
     bucket: &str,
     instances: &[(String, String)],
     timeout: Duration,
     printer: &Printer,
-) -> anyhow::Result<std::collections::BTreeMap<String, Readiness>> {
+) -> anyhow::Result<Waited> {
     let start = Instant::now();
-    let mut reported = std::collections::BTreeMap::new();
+    let mut waited = Waited {
+        ready: instances
+            .iter()
+            .map(|(name, _)| (name.clone(), Readiness::Pending))
+            .collect(),
+        pending: Vec::new(),
+        failed: Vec::new(),
+        unreadable: Vec::new(),
+    };
     let width = instances.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut pending: Vec<&(String, String)> = instances.iter().collect();
-    let mut failed = Vec::new();
-    let mut unreadable = Vec::new();
     let mut delay = Duration::from_secs(1);
     printer.note(&format!(
         "waiting up to {} for {} instance(s) to report ready",
@@ -255,56 +303,34 @@ pub async fn wait(
                     for l in tail.into_iter().rev() {
                         printer.note(&format!("    {l}"));
                     }
-                    failed.push(entry.0.clone());
+                    waited.failed.push(entry.0.clone());
                 }
                 // One instance's bad report is its own failure; the others are
                 // still waited for.
                 Readiness::Invalid(_) => {
                     printer.error(&line);
-                    unreadable.push(entry.0.clone());
+                    waited.unreadable.push(entry.0.clone());
                 }
                 _ => printer.success(&line),
             }
-            reported.insert(entry.0.clone(), readiness);
+            waited.ready.insert(entry.0.clone(), readiness);
         }
         pending = still;
-        if pending.is_empty() {
+        let elapsed = start.elapsed();
+        if pending.is_empty() || elapsed >= timeout {
             break;
         }
-        if start.elapsed() + delay > timeout {
-            let names: Vec<&str> = pending.iter().map(|(n, _)| n.as_str()).collect();
-            bail!(
-                "no readiness report from {} after {}; an instance reports when its \
-                 bootstrap ends (read /var/log/labctl-bootstrap.log and `cloud-init status` \
-                 on it), and an emulator that runs no user-data never reports",
-                names.join(", "),
-                humanize(timeout)
-            );
-        }
-        tokio::time::sleep(delay).await;
+        // Sleep no further than the deadline, so the last look happens at it.
+        tokio::time::sleep(delay.min(timeout - elapsed)).await;
         delay = (delay * 2).min(Duration::from_secs(10));
     }
-    match (failed.is_empty(), unreadable.is_empty()) {
-        (true, true) => {}
-        (false, true) => bail!("the bootstrap failed on {}", failed.join(", ")),
-        (true, false) => bail!("unreadable readiness report from {}", unreadable.join(", ")),
-        (false, false) => bail!(
-            "the bootstrap failed on {}; unreadable readiness report from {}",
-            failed.join(", "),
-            unreadable.join(", ")
-        ),
-    }
-    Ok(reported)
+    waited.pending = pending.into_iter().map(|(n, _)| n.clone()).collect();
+    Ok(waited)
 }
 
-/// `2m13s`, `45s`, `1h05m`.
+/// `2m13s`, `45s`, `1h5m9s`: as every duration is shown ([`labctl_core::duration`]).
 pub fn humanize(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-    }
+    labctl_core::duration::format(d)
 }
 
 #[cfg(test)]
@@ -312,11 +338,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_read_like_a_clock() {
+    fn durations_read_as_they_are_written() {
         assert_eq!(humanize(Duration::from_secs(0)), "0s");
         assert_eq!(humanize(Duration::from_secs(59)), "59s");
         assert_eq!(humanize(Duration::from_secs(133)), "2m13s");
-        assert_eq!(humanize(Duration::from_secs(3600 + 5 * 60 + 9)), "1h05m");
+        assert_eq!(humanize(Duration::from_secs(3600 + 5 * 60 + 9)), "1h5m9s");
     }
 
     #[test]

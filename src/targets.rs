@@ -17,6 +17,7 @@ use labctl_core::{Address, Kind};
 
 use crate::aws::observe::{lab_filter, live_filter, tag};
 use crate::aws::{Clients, aws};
+use crate::invocation;
 use crate::lab::Lab;
 
 /// The word that selects every instance of the lab.
@@ -66,8 +67,9 @@ pub async fn resolve(lab: &Lab, target: &str) -> anyhow::Result<Vec<Target>> {
     let chosen: Vec<Target> = if target == ALL {
         if live.is_empty() {
             bail!(
-                "lab `{}` has no instances; run `labctl up` to create them",
-                lab.desired.lab
+                "lab `{}` has no instances; run `{}` to create them",
+                lab.desired.lab,
+                invocation::command("up")
             );
         }
         live
@@ -75,14 +77,18 @@ pub async fn resolve(lab: &Lab, target: &str) -> anyhow::Result<Vec<Target>> {
         live.into_iter().filter(|t| t.name == target).collect()
     } else if planned.contains_key(target) {
         bail!(
-            "instance `{target}` is in the topology but has no instance yet; run `labctl up` \
-             to create it"
+            "instance `{target}` is in the topology but has no instance yet; run `{}` to \
+             create it",
+            invocation::command("up")
         );
     } else if roles.contains(&target) {
         let members: Vec<Target> = live.into_iter().filter(|t| t.role == target).collect();
         if members.is_empty() {
             if planned.values().any(|r| r == target) {
-                bail!("role `{target}` has no instances yet; run `labctl up` to create them");
+                bail!(
+                    "role `{target}` has no instances yet; run `{}` to create them",
+                    invocation::command("up")
+                );
             }
             bail!("role `{target}` has no instances in the topology");
         }
@@ -211,12 +217,19 @@ fn require_running(targets: &[Target]) -> anyhow::Result<()> {
         .filter(|t| t.state != "running")
         .map(|t| {
             let advice = match t.state.as_str() {
-                "stopped" => "`labctl up` starts stopped instances",
-                "stopping" => "wait until it has stopped, then `labctl up` starts it again",
-                "pending" => {
-                    "it is starting; try again in a minute (`labctl up --wait` waits for it)"
-                }
-                _ => "`labctl status` shows the lab's instances",
+                "stopped" => format!("`{}` starts stopped instances", invocation::command("up")),
+                "stopping" => format!(
+                    "wait until it has stopped, then `{}` starts it again",
+                    invocation::command("up")
+                ),
+                "pending" => format!(
+                    "it is starting; try again in a minute (`{}` waits for it)",
+                    invocation::command("up --wait")
+                ),
+                _ => format!(
+                    "`{}` shows the lab's instances",
+                    invocation::command("status")
+                ),
             };
             format!("instance {} ({}) is {}: {advice}", t.name, t.id, t.state)
         })

@@ -2,10 +2,8 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use labctl_core::{Diagnostics, Topology, check};
 
-use crate::commands::Reported;
 use crate::printer::Printer;
 
 /// The file's text and what validation found in it.
@@ -18,10 +16,44 @@ pub struct Loaded {
     pub diagnostics: Diagnostics,
 }
 
+/// A topology file that failed validation. Its diagnostics are already on stderr;
+/// with `--json` they go into the error document too.
+#[derive(Debug, thiserror::Error)]
+#[error("{file} has {}; nothing was done", plural(diagnostics.error_count(), "error"))]
+pub struct Invalid {
+    /// The path as the user wrote it.
+    pub file: String,
+    /// Every problem found, warnings and notes included.
+    pub diagnostics: Diagnostics,
+}
+
 /// Reads and validates `path` without printing anything.
 pub fn read(path: &Path) -> anyhow::Result<Loaded> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read topology file {}", path.display()))?;
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| {
+        let mut message = format!("cannot read topology file {}: {e}", path.display());
+        if e.kind() == std::io::ErrorKind::NotFound {
+            message.push_str(&format!("; {}", missing_hint(path)));
+        }
+        anyhow::anyhow!(message)
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    // A file over the limit is judged by its size, never read into memory; a reader
+    // that keeps giving (a device, a pipe) stops one byte past the limit.
+    let size = file.metadata().map_err(cannot)?.len();
+    if let Some(too_large) = labctl_core::yaml::too_large(size) {
+        let mut diagnostics = labctl_core::Diagnostics::default();
+        diagnostics.error(too_large.pos, too_large.message).hint = too_large.hint;
+        return Ok(Loaded {
+            display: path.display().to_string(),
+            topology: None,
+            diagnostics,
+        });
+    }
+    let mut text = String::new();
+    file.take(labctl_core::yaml::MAX_FILE_BYTES as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
     let checked = check(&text);
     Ok(Loaded {
         display: path.display().to_string(),
@@ -42,15 +74,35 @@ pub fn load(path: &Path, printer: &Printer) -> anyhow::Result<Topology> {
     }
     match loaded.topology {
         Some(t) => Ok(t),
-        None => {
-            printer.error(&format!(
-                "{} has {}; nothing was done",
-                loaded.display,
-                plural(loaded.diagnostics.error_count(), "error")
-            ));
-            Err(Reported.into())
+        None => Err(Invalid {
+            file: loaded.display,
+            diagnostics: loaded.diagnostics,
         }
+        .into()),
     }
+}
+
+/// What to do about a topology file that is not there: write the default lab with
+/// `labctl init`, or name another file.
+fn missing_hint(path: &Path) -> String {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && *d != Path::new("."));
+    let init = match dir {
+        Some(d) if path.file_name() == Some("topology.yaml".as_ref()) => {
+            format!("labctl init {}", quote(&d.display().to_string()))
+        }
+        _ => "labctl init".to_owned(),
+    };
+    format!(
+        "`{init}` writes the default lab to start from, or `-f FILE` (or LABCTL_TOPOLOGY) \
+         names another topology file"
+    )
+}
+
+/// A word as a POSIX shell reads it back.
+fn quote(word: &str) -> String {
+    shlex::try_quote(word).map_or_else(|_| word.to_owned(), |q| q.into_owned())
 }
 
 /// `1 error`, `2 errors`.

@@ -50,10 +50,17 @@ impl Session {
 
 /// Picks the region: `--region` beats the topology, which beats the profile and the
 /// environment. A `--region` that contradicts the topology is a mistake, not a choice.
+/// The flag's value is checked here, before any call, and named as it was given
+/// (`--region` or `LABCTL_REGION`).
 pub fn choose_region(flag: Option<&str>, topology: Option<&str>) -> anyhow::Result<Option<String>> {
+    let origin = crate::invocation::region_origin();
+    if let Some(f) = flag {
+        labctl_core::validate::supported_region(f)
+            .map_err(|why| anyhow::anyhow!("{origin}: {why}"))?;
+    }
     match (flag, topology) {
         (Some(f), Some(t)) if f != t => {
-            bail!("--region {f} contradicts the topology's `region: {t}`; remove one of them")
+            bail!("{origin} {f} contradicts the topology's `region: {t}`; remove one of them")
         }
         (Some(r), _) | (None, Some(r)) => Ok(Some(r.to_owned())),
         (None, None) => Ok(None),
@@ -71,7 +78,13 @@ pub async fn connect(
         .retry_config(patience.retries())
         .timeout_config(patience.timeouts());
     if let Some(profile) = &global.profile {
-        loader = loader.profile_name(profile);
+        // An explicit profile beats credentials in the environment, as in the AWS CLI;
+        // the default chain would take AWS_ACCESS_KEY_ID first.
+        loader = loader.profile_name(profile).credentials_provider(
+            aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_name(profile)
+                .build(),
+        );
     }
     if let Some(region) = region {
         loader = loader.region(Region::new(region));
@@ -319,6 +332,7 @@ where
                 format!("the credentials were rejected ({m}); {CREDENTIALS_HINT}")
             }
             Failure::Unreachable(m) => format!("cannot reach the service: {m}"),
+            Failure::NoCredentials(m) => no_credentials(&m),
             Failure::Answered(m) | Failure::Other(m) => m,
         },
         context,
@@ -336,12 +350,23 @@ where
             format!("{service} rejected the credentials ({m}); {CREDENTIALS_HINT}")
         }
         Failure::Unreachable(m) => format!("cannot reach {service}: {m}"),
+        Failure::NoCredentials(m) => no_credentials(&m),
         Failure::Answered(m) => format!("{service} answered {m}"),
         Failure::Other(m) => format!("{service} call failed: {m}"),
     }
 }
 
 const CREDENTIALS_HINT: &str = "check AWS_PROFILE or AWS_ACCESS_KEY_ID";
+
+/// The message for a request never sent because no credentials were found; `why` is
+/// the credential chain's last word, kept for `-v`.
+fn no_credentials(why: &str) -> String {
+    tracing::info!(%why, "the credential chain found nothing");
+    "no AWS credentials found: set AWS_PROFILE (or pass --profile) to a profile in \
+     ~/.aws/config, run `aws sso login` for an SSO profile, or set AWS_ACCESS_KEY_ID and \
+     AWS_SECRET_ACCESS_KEY"
+        .to_owned()
+}
 
 /// What kind of failure an SDK error is, with its essential text.
 enum Failure {
@@ -351,6 +376,8 @@ enum Failure {
     Unreachable(String),
     /// Any other service error (`code: message`).
     Answered(String),
+    /// No credentials to sign with: the request was never sent.
+    NoCredentials(String),
     /// The request could not even be built or its answer read.
     Other(String),
 }
@@ -360,6 +387,9 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
     R: std::fmt::Debug + 'static,
 {
+    if let Some(why) = missing_credentials(err) {
+        return Failure::NoCredentials(why);
+    }
     match err {
         SdkError::ServiceError(e) => {
             let inner = e.err();
@@ -392,6 +422,22 @@ fn is_auth_error(code: &str) -> bool {
 }
 
 /// The deepest cause in an error chain: the part that names the real problem.
+/// Whether the error says the credential chain found no credentials (its message), as
+/// opposed to credentials that failed to load or were refused.
+fn missing_credentials(err: &(dyn StdError + 'static)) -> Option<String> {
+    use aws_credential_types::provider::error::CredentialsError;
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(CredentialsError::CredentialsNotLoaded(_)) =
+            e.downcast_ref::<CredentialsError>()
+        {
+            return Some(innermost(e));
+        }
+        cur = e.source();
+    }
+    None
+}
+
 fn innermost(err: &(dyn StdError + 'static)) -> String {
     let mut cur = err;
     while let Some(next) = cur.source() {

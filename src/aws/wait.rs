@@ -115,7 +115,10 @@ where
         }
         let delay = delays.next().unwrap_or(policy.max);
         if start.elapsed() + delay > policy.deadline {
-            bail!("timed out after {:?} waiting for {what}", policy.deadline);
+            bail!(
+                "timed out after {} waiting for {what}",
+                labctl_core::duration::format(policy.deadline)
+            );
         }
         tokio::time::sleep(delay).await;
     }

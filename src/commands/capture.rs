@@ -4,15 +4,17 @@
 //! The helper checks its options (the filter compiles, the interface exists) before it
 //! detaches, so a mistake is reported here rather than lost in an instance's log. It
 //! then records in the background, past the end of the SSM command, and uploads each
-//! finished file with the instance role; `labctl pcap-fetch` brings them home.
+//! finished file with the instance role; `labctl pcap-fetch` brings them home. With
+//! `--json`, one document holds each instance's result and where its files go.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::bail;
+use serde_json::json;
 
 use crate::cli::{CaptureArgs, GlobalArgs};
-use crate::commands::exec::{run_line, shell_line};
+use crate::commands::exec::{Outcome, run_line, shell_line};
 use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
 use crate::targets;
@@ -48,45 +50,47 @@ pub async fn run(
     )
     .await?;
     let mut failed = Vec::new();
+    let mut rows = Vec::new();
     for o in &outcomes {
-        if o.succeeded() {
+        let why = (!o.succeeded()).then(|| failure(o));
+        if args.json {
+            rows.push(json!({
+                "instance": o.target.name,
+                "id": o.target.id,
+                "command_id": o.command_id,
+                "status": if why.is_none() { "started" } else { "failed" },
+                "recording": said(&o.stdout, "recording on "),
+                "files": said(&o.stdout, "files go to "),
+                "error": why,
+            }));
+        } else if why.is_none() {
             for l in o.stdout.lines().filter(|l| !l.trim().is_empty()) {
                 printer.result(&format!("{}: {l}", o.target.name));
             }
-            continue;
         }
-        let why = match o.exit_code {
-            // The shell's "command not found": an instance launched before the helper.
-            Some(127) => "it has no lab-capture (launched by an older labctl: `labctl up` \
-                          replaces it)"
-                .to_owned(),
-            Some(USAGE_ERROR) => o.stderr.trim().to_owned(),
-            _ if o.status.as_deref() == Some("TimedOut") => format!(
-                "lab-capture did not start within {}s (TimedOut)",
-                START_TIMEOUT.as_secs()
-            ),
-            _ => {
-                let err = o.stderr.trim();
-                format!(
-                    "{}{}{err}",
-                    o.verdict(START_TIMEOUT),
-                    if err.is_empty() { "" } else { ": " }
-                )
-            }
-        };
-        printer.error(&format!("{}: {why}", o.target.name));
-        failed.push(o.target.name.as_str());
+        if let Some(why) = why {
+            printer.error(&format!("{}: {why}", o.target.name));
+            failed.push(o.target.name.as_str());
+        }
     }
     let started: Vec<&str> = outcomes
         .iter()
         .filter(|o| o.succeeded())
         .map(|o| o.target.name.as_str())
         .collect();
-    if !started.is_empty() {
+    let fetch = (!started.is_empty())
+        .then(|| crate::invocation::command(&format!("pcap-fetch {}", started.join(" "))));
+    if args.json {
+        printer.json(&json!({
+            "label": args.label,
+            "seconds": args.seconds,
+            "instances": rows,
+            "fetch": fetch,
+        }))?;
+    } else if let Some(fetch) = &fetch {
         printer.note(&format!(
-            "when it ends (in {}s at most), `labctl pcap-fetch {}` brings the files home",
-            args.seconds,
-            started.join(" ")
+            "when it ends (in {} at most), `{fetch}` brings the files home",
+            labctl_core::duration::format(Duration::from_secs(args.seconds.into())),
         ));
     }
     if failed.is_empty() {
@@ -94,6 +98,37 @@ pub async fn run(
     } else {
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Why the helper did not start on an instance.
+fn failure(o: &Outcome<'_>) -> String {
+    match o.exit_code {
+        // The shell's "command not found": an instance launched before the helper.
+        Some(127) => "it has no lab-capture (launched by an older labctl: `labctl up` \
+                      replaces it)"
+            .to_owned(),
+        Some(USAGE_ERROR) => o.stderr.trim().to_owned(),
+        _ if o.status.as_deref() == Some("TimedOut") => format!(
+            "lab-capture did not start within {} (TimedOut)",
+            labctl_core::duration::format(START_TIMEOUT)
+        ),
+        _ => {
+            let err = o.stderr.trim();
+            format!(
+                "{}{}{err}",
+                o.verdict(START_TIMEOUT),
+                if err.is_empty() { "" } else { ": " }
+            )
+        }
+    }
+}
+
+/// The rest of the helper's line that starts with `prefix` (`files go to s3://...`).
+fn said(stdout: &str, prefix: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(prefix))
+        .map(str::to_owned)
 }
 
 /// The helper's command line for these options.
@@ -148,6 +183,7 @@ mod tests {
             rotate_seconds: None,
             rotate_mb: Some(5),
             label: "load".into(),
+            json: false,
         }
     }
 

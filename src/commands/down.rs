@@ -50,7 +50,8 @@ pub async fn run(
     {
         printer.warn(&format!(
             "could not record the instances' names in s3://{bucket}/instances/ ({e:#}); \
-             `labctl pcap-fetch` names their captures by instance id instead"
+             `{}` names their captures by instance id instead",
+            crate::invocation::command("pcap-fetch")
         ));
     }
     let stages = schedule(&plan, &nothing);

@@ -58,7 +58,7 @@ pub async fn run(
                 })
             })
             .collect();
-        printer.json(&rows)?;
+        printer.json(&json!({ "instances": rows }))?;
     } else {
         for o in &outcomes {
             show(o, args.timeout, printer, outcomes.len() > 1)?;
@@ -285,7 +285,7 @@ impl<'a> Outcome<'a> {
         self.stderr.chars().count() >= STDERR_LIMIT
     }
 
-    /// `exit 0`, `exit 3`, `timed out after 600s`...
+    /// `exit 0`, `exit 3`, `timed out after 10m`...
     pub fn verdict(&self, timeout: Duration) -> String {
         if let Some(e) = &self.error {
             return format!("no result: {e}");
@@ -297,8 +297,8 @@ impl<'a> Outcome<'a> {
                 "not delivered: the agent did not pick the command up in time (TimedOut)".into()
             }
             ("TimedOut", _) => format!(
-                "timed out after {}s (TimedOut); a longer --timeout lets it run longer",
-                timeout.as_secs()
+                "timed out after {} (TimedOut); a longer --timeout lets it run longer",
+                labctl_core::duration::format(timeout)
             ),
             ("Cancelled", _) => "cancelled (Cancelled)".into(),
             _ if self.details.is_empty() || self.details == status => {

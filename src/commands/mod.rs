@@ -1,11 +1,13 @@
 //! One module per command; [`run`] dispatches to them.
 
 mod capture;
+mod completions;
 mod doctor;
 mod down;
 mod exec;
 mod forward;
 mod graph;
+mod init;
 mod pcap_fetch;
 mod pcap_summary;
 mod plan;
@@ -13,6 +15,7 @@ mod schema;
 mod ssm_shell;
 mod status;
 mod up;
+pub mod usage;
 mod user_data;
 mod validate;
 
@@ -21,13 +24,61 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command};
 use crate::printer::Printer;
 
-/// An error that has already been shown to the user; only the exit status remains.
+/// An error that has already been shown on stderr; only the exit status remains (and,
+/// with `--json`, the error document, which carries the message).
 #[derive(Debug, thiserror::Error)]
-#[error("already reported")]
-pub struct Reported;
+#[error("{0}")]
+pub struct Reported(pub String);
 
-/// Runs the parsed command.
+/// Runs the parsed command. With `--json`, stdout holds exactly one JSON document
+/// whatever happens: the command's result, or the error envelope for any error it
+/// returns, with the diagnostics when a topology failed validation.
 pub fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let json = wants_json(&cli.command);
+    let outcome = dispatch(cli, printer);
+    if let Err(err) = &outcome
+        && json
+        && !printer.wrote_json()
+    {
+        let invalid = err.downcast_ref::<crate::topology_file::Invalid>();
+        let diagnostics: Vec<_> = invalid
+            .map(|i| i.diagnostics.iter().cloned().collect())
+            .unwrap_or_default();
+        printer.json_error(
+            &format!("{err:#}"),
+            invalid.map(|i| i.file.as_str()),
+            &diagnostics,
+        )?;
+    }
+    outcome
+}
+
+/// Whether the command was asked for JSON. Every command is named, so a new one must
+/// say whether it has `--json`.
+fn wants_json(command: &Command) -> bool {
+    match command {
+        Command::Validate(a) => a.json,
+        Command::Graph(a) => a.json,
+        Command::Plan(a) => a.json,
+        Command::Up(a) => a.json,
+        Command::Status(a) => a.json,
+        Command::Doctor(a) => a.json,
+        Command::Exec(a) => a.json,
+        Command::PcapSummary(a) => a.json,
+        Command::Capture(a) => a.json,
+        Command::Schema
+        | Command::Down(_)
+        | Command::UserData(_)
+        | Command::SsmShell(_)
+        | Command::Forward(_)
+        | Command::PcapFetch(_)
+        | Command::Init(_)
+        | Command::Completions(_)
+        | Command::Man(_) => false,
+    }
+}
+
+fn dispatch(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(&cli.global, &args, printer),
         Command::Schema => schema::run(printer),
@@ -44,6 +95,9 @@ pub fn run(cli: Cli, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Forward(args) => block_on(forward::run(&cli.global, &args, printer)),
         Command::Capture(args) => block_on(capture::run(&cli.global, &args, printer)),
         Command::PcapFetch(args) => block_on(pcap_fetch::run(&cli.global, &args, printer)),
+        Command::Init(args) => init::run(&args, printer),
+        Command::Completions(args) => completions::completions(&args, printer),
+        Command::Man(args) => completions::man(&args, printer),
     }
 }
 
@@ -76,8 +130,9 @@ pub fn confirm(plan: &labctl_core::plan::Plan, yes: bool, printer: &Printer) -> 
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if answer.trim() != "yes" {
-        printer.error("cancelled; nothing was changed");
-        return Err(Reported.into());
+        let cancelled = "cancelled; nothing was changed";
+        printer.error(cancelled);
+        return Err(Reported(cancelled.to_owned()).into());
     }
     Ok(())
 }
@@ -104,8 +159,9 @@ pub async fn guard_captures(
         let held = Held::count(clients, bucket).await?;
         if held.versions > 0 && !delete_captures {
             anyhow::bail!(
-                "bucket {bucket} still holds {held}; fetch them first (`labctl pcap-fetch`) \
-                 or pass --delete-captures, which deletes every version; nothing was changed"
+                "bucket {bucket} still holds {held}; fetch them first (`{}`) or pass \
+                 --delete-captures, which deletes every version; nothing was changed",
+                crate::invocation::command("pcap-fetch")
             );
         }
     }

@@ -139,13 +139,13 @@ pub async fn run(
             format!(" from {}", instances.join(", "))
         };
         printer.note(&format!(
-            "no captures{whose} in s3://{bucket}/{PREFIX}{}; `labctl capture <instance>` \
-             records one",
+            "no captures{whose} in s3://{bucket}/{PREFIX}{}; `{}` records one",
             if args.since.is_some() || args.latest {
                 " that match --since/--latest"
             } else {
                 ""
-            }
+            },
+            crate::invocation::command("capture <instance>")
         ));
         return Ok(ExitCode::SUCCESS);
     }

@@ -64,9 +64,15 @@ pub fn run(args: &PcapSummaryArgs, printer: &Printer) -> anyhow::Result<ExitCode
     if args.json {
         // Serialized straight to the output: a million-packet capture's summary is
         // tens of MB of JSON.
-        printer.json(&json)?;
+        printer.json(&JsonFiles { files: &json })?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--json` document: every file's summary, in the order given.
+#[derive(serde::Serialize)]
+struct JsonFiles<'a> {
+    files: &'a [JsonSummary],
 }
 
 /// One file's summary as `--json` prints it.
@@ -112,6 +118,13 @@ fn check_plot_path(plot: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(
         plot.file_name().is_some(),
         "--plot needs a file name, not {}",
+        plot.display()
+    );
+    // The image is always a PNG; a name promising another format would mislead.
+    anyhow::ensure!(
+        plot.extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("png")),
+        "cannot write the plot to {}: only PNG is supported, use a name ending in .png",
         plot.display()
     );
     let dir = plot

@@ -2,6 +2,10 @@
 
 use std::process::ExitCode;
 
+use labctl_core::cost::{self, Component, Estimate};
+use labctl_core::plan::{Action, Plan};
+use serde_json::{Value, json};
+
 use crate::cli::{GlobalArgs, PlanArgs};
 use crate::lab::{Lab, Needs};
 use crate::printer::Printer;
@@ -17,7 +21,19 @@ pub async fn run(
     // Resolving images now surfaces a missing AMI before `up`, not halfway through it.
     let images = lab.images_for(&plan).await?;
     if args.json {
-        printer.json(&plan)?;
+        let (estimate, lifetime) = lab.estimate();
+        let images: Vec<Value> = images
+            .iter()
+            .map(|(reference, ami)| json!({ "reference": reference, "ami": ami.id }))
+            .collect();
+        printer.json(&json!({
+            "lab": plan.lab,
+            "changes": plan.changes,
+            "unchanged": plan.unchanged,
+            "summary": summary(&plan),
+            "cost": cost_json(&estimate, lifetime),
+            "images": images,
+        }))?;
     } else {
         for (reference, ami) in images.iter().filter(|(r, a)| **r != a.id) {
             printer.note(&format!(
@@ -33,4 +49,59 @@ pub async fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The counts of the summary line (`Plan: 19 to add, ...`).
+fn summary(plan: &Plan) -> Value {
+    json!({
+        "create": plan.count(Action::Create),
+        "update": plan.count(Action::Update),
+        "replace": plan.count(Action::Replace),
+        "delete": plan.count(Action::Delete),
+        "unchanged": plan.unchanged,
+    })
+}
+
+/// The cost estimate as the text shows it: USD per hour in total and per line, the
+/// types without a price, and the most one lifetime can cost when the topology sets one.
+fn cost_json(estimate: &Estimate, lifetime_minutes: Option<u64>) -> Value {
+    let lines: Vec<Value> = estimate
+        .lines
+        .iter()
+        .map(|l| {
+            json!({
+                "what": l.what,
+                "component": l.component,
+                "usd_per_hour": usd(l.per_hour),
+            })
+        })
+        .collect();
+    // As the text: only a complete estimate has a lifetime bound.
+    let priced = estimate.region_known && estimate.unknown.is_empty() && !lines.is_empty();
+    let lifetime = lifetime_minutes.filter(|_| priced).map(|minutes| {
+        let most = estimate.per_hour * minutes as f64 / 60.0;
+        json!({
+            "minutes": minutes,
+            // Rounded up to the cent, as an upper bound is.
+            "usd_at_most": ((most * 100.0) - 1e-9).ceil().max(0.0) / 100.0,
+            "usd_per_hour_stopped": usd(estimate.component_per_hour(Component::Storage)),
+        })
+    });
+    json!({
+        "region": estimate.region,
+        "region_known": estimate.region_known,
+        "usd_per_hour": usd(estimate.per_hour),
+        "lower_bound": !estimate.unknown.is_empty(),
+        "breakdown": lines,
+        "unpriced_types": estimate.unknown,
+        "lifetime": lifetime,
+        "pricing": "on-demand",
+        "prices_as_of": cost::PRICES_AS_OF,
+    })
+}
+
+/// Dollars to a millionth, without float noise (3 × 0.0104 is 0.0312, not
+/// 0.031200000000000002).
+fn usd(amount: f64) -> f64 {
+    (amount * 1e6).round() / 1e6
 }

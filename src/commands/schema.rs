@@ -5,6 +5,6 @@ use std::process::ExitCode;
 use crate::printer::Printer;
 
 pub fn run(printer: &Printer) -> anyhow::Result<ExitCode> {
-    printer.json(&labctl_core::schema::topology_schema())?;
+    printer.raw_json(&labctl_core::schema::topology_schema())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -89,19 +89,28 @@ pub async fn run(
     if let (Some(bucket), instances) = status::instances_of(&now) {
         crate::registry::record(&lab.clients, &bucket, &lab.desired.lab, &instances).await?;
     }
-    // With --wait, the reports it waited for are the ones to show.
-    let ready = match args.wait {
+    // With --wait, the reports it waited for are the ones to show. The lab is up
+    // either way, so its outputs are printed even when the wait ends in a problem.
+    let (ready, problem) = match args.wait {
         Some(timeout) => {
             let (Some(bucket), instances) = status::instances_of(&now) else {
                 bail!("the lab has no bucket to read readiness reports from");
             };
-            reports::wait(&lab.clients, &bucket, &instances, timeout, printer).await?
+            let waited = reports::wait(&lab.clients, &bucket, &instances, timeout, printer).await?;
+            let problem = waited.problem(timeout);
+            (waited.ready, problem)
         }
-        None => status::readiness(&lab.clients, &now).await?,
+        None => (status::readiness(&lab.clients, &now).await?, None),
     };
     status::print(&lab.desired.lab, &now, &ready, args.json, printer)?;
-    printer.note("Take it down with `labctl down`.");
-    Ok(ExitCode::SUCCESS)
+    printer.note(&format!(
+        "Take it down with `{}`.",
+        crate::invocation::command("down")
+    ));
+    match problem {
+        None => Ok(ExitCode::SUCCESS),
+        Some(problem) => bail!("{problem}"),
+    }
 }
 
 /// Whether a plan only deletes duplicates of what the lab keeps.

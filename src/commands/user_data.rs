@@ -26,9 +26,25 @@ pub async fn run(
     let names = expand(&topology, &Context::default()).user_data;
     if !names.contains_key(&args.instance) {
         let names: Vec<&str> = names.keys().map(String::as_str).collect();
-        let hint = closest(&args.instance, names.iter().copied())
-            .map(|n| format!("; did you mean `{n}`?"))
+        // An entry with `count` has one name per copy: each is as good a guess.
+        let copies: Vec<String> = topology
+            .instances
+            .iter()
+            .find(|i| i.name.value == args.instance)
+            .map(|i| i.expanded_names())
             .unwrap_or_default();
+        let hint = if copies.is_empty() {
+            closest(&args.instance, names.iter().copied())
+                .map(|n| format!("; did you mean `{n}`?"))
+                .unwrap_or_default()
+        } else {
+            format!(
+                "; `{}` has {} copies: name one of `{}`",
+                args.instance,
+                copies.len(),
+                copies.join("`, `")
+            )
+        };
         bail!(
             "the topology has no instance `{}` (it has {}){hint}",
             args.instance,

@@ -15,6 +15,13 @@ pub fn run(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let loaded = topology_file::read(&global.file)?;
+    // A region given beside the file is part of what `plan` would use: checked alike.
+    if let Some(t) = &loaded.topology {
+        crate::aws::choose_region(
+            global.region.as_deref(),
+            t.region.as_ref().map(|r| r.value.as_str()),
+        )?;
+    }
     let errors = loaded.diagnostics.error_count();
     let count = |severity: Severity| {
         loaded

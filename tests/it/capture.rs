@@ -225,7 +225,8 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let double = Double::start_with_env(&[], &env_refs);
     let capture = |args: &[&str]| {
-        let mut cmd = sb.labctl(&[&["capture"], args].concat());
+        // Named with -f, which the hint to fetch must repeat.
+        let mut cmd = sb.labctl(&[&["-f", "./topology.yaml", "capture"], args].concat());
         cmd.env("AWS_ENDPOINT_URL_SSM", double.endpoint());
         Run(cmd.output().expect("labctl runs"))
     };
@@ -271,7 +272,9 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
         started.transcript()
     );
     assert!(
-        started.stderr().contains("`labctl pcap-fetch server`"),
+        started
+            .stderr()
+            .contains("`labctl -f ./topology.yaml pcap-fetch server`"),
         "{}",
         started.transcript()
     );
@@ -385,7 +388,7 @@ async fn a_capture_travels_from_tcpdump_through_the_bucket_to_pcap_fetch() {
     assert_eq!(summary.code(), 0, "{}", summary.transcript());
     let json: serde_json::Value = serde_json::from_str(&summary.stdout()).expect("JSON");
     let port = server.1.to_string();
-    let conversation = json[0]["conversations"]
+    let conversation = json["files"][0]["conversations"]
         .as_array()
         .expect("conversations")
         .iter()

@@ -50,7 +50,7 @@ fn tcp(src: ([u8; 4], u16), dst: ([u8; 4], u16), seq: u32, ack: u32, flags: u8) 
 
 /// `refused.pcap` in the sandbox: a SYN from 10.0.1.5:40000 to 10.0.1.4:8080 answered
 /// by a reset, a refused connection.
-fn refused(sb: &Sandbox) -> std::path::PathBuf {
+pub(crate) fn refused(sb: &Sandbox) -> std::path::PathBuf {
     let client = ([10, 0, 1, 5], 40000);
     let server = ([10, 0, 1, 4], 8080);
     sb.write_bytes(
@@ -76,7 +76,7 @@ fn pcap_summary_names_conversations_and_resets() {
     let run = sb.run(&["pcap-summary", "--json", file.to_str().expect("path")]);
     assert_eq!(run.code(), 0, "{}", run.transcript());
     let doc: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
-    let conv = &doc[0]["conversations"];
+    let conv = &doc["files"][0]["conversations"];
     assert_eq!(conv.as_array().map(Vec::len), Some(1), "{doc}");
     assert_eq!(conv[0]["packets"], 2, "{doc}");
     assert_eq!(conv[0]["tcp"]["resets"]["count"], 1, "{doc}");
@@ -182,8 +182,8 @@ fn pcap_summary_plots_resets_where_they_happened() {
     ]);
     assert_eq!(run.code(), 0, "{}", run.transcript());
     let doc: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON");
-    assert_eq!(doc[0]["plot"], "io-1s.png", "{doc}");
-    assert_eq!(doc[0]["tcp_totals"]["resets"]["count"], 7, "{doc}");
+    assert_eq!(doc["files"][0]["plot"], "io-1s.png", "{doc}");
+    assert_eq!(doc["files"][0]["tcp_totals"]["resets"]["count"], 7, "{doc}");
     assert!(file.with_file_name("io-1s.png").is_file());
 }
 
@@ -202,6 +202,18 @@ fn pcap_summary_plot_errors_are_clear() {
         "{err}"
     );
     assert!(err.contains("no directory missing"), "{err}");
+
+    // Only PNG is written, so any other name is refused before anything is read.
+    for name in ["io.jpg", "io"] {
+        let run = sb.run(&["pcap-summary", file, "--plot", name]);
+        assert_ne!(run.code(), 0, "{}", run.transcript());
+        let err = run.stderr();
+        assert!(
+            err.contains(&format!("cannot write the plot to {name}: only PNG")),
+            "{err}"
+        );
+        assert!(!dir.join(name).exists(), "{name} was written");
+    }
 
     let run = sb.run(&["pcap-summary", file, "--plot", "io.png", "--interval", "0"]);
     assert_ne!(run.code(), 0, "{}", run.transcript());

@@ -241,3 +241,241 @@ fn user_data_prints_what_an_instance_boots_with() {
     );
     assert_eq!(unreachable.stdout(), "");
 }
+
+/// The size limit and the alias-bomb guard say which of them stopped a file: 12 MB of
+/// plain keys is too large, and only aliases that multiply are called a bomb.
+#[test]
+fn validate_tells_a_file_too_large_from_an_alias_bomb() {
+    let sb = Sandbox::new();
+    let mut big = String::new();
+    let mut i = 0;
+    while big.len() < 12 * 1024 * 1024 {
+        big.push_str(&format!("key{i}: plain value {i}\n"));
+        i += 1;
+    }
+    sb.write("big.yaml", &big);
+    let run = sb.run(&["validate", "-f", "big.yaml"]);
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    let expected = format!(
+        "big.yaml:1:1: error: the file is too large: {:.1} MiB ({} bytes), over the 1 MiB limit \
+         for a topology",
+        big.len() as f64 / 1_048_576.0,
+        big.len()
+    );
+    assert!(run.stderr().contains(&expected), "{}", run.transcript());
+    assert!(!run.stderr().contains("alias"), "{}", run.transcript());
+
+    sb.write("bomb.yaml", &fixture("invalid/alias-bomb.yaml"));
+    let run = sb.run(&["validate", "-f", "bomb.yaml"]);
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    assert!(
+        run.stderr()
+            .contains("bomb.yaml:7:8: error: YAML anchors and aliases expand beyond"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stderr().contains("the file looks like an alias bomb"),
+        "{}",
+        run.transcript()
+    );
+    assert!(!run.stderr().contains("too large"), "{}", run.transcript());
+}
+
+/// `lifetime:` reads the duration grammar every flag reads; what it shows reads back.
+#[test]
+fn validate_reads_lifetimes_as_durations_and_warns_without_one() {
+    let sb = Sandbox::new();
+    let default = std::fs::read_to_string(repo().join("topology.yaml")).expect("topology.yaml");
+    assert!(
+        default.contains("\nlifetime: 4h "),
+        "the default lab sets a lifetime"
+    );
+    let with =
+        |lifetime: &str| default.replace("\nlifetime: 4h ", &format!("\nlifetime: {lifetime} "));
+
+    sb.write("lab.yaml", &with("90s"));
+    let run = sb.run(&["validate", "-f", "lab.yaml"]);
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    assert!(
+        run.stderr()
+            .contains("error: lifetime 1m30s is out of range (10m to 30d)"),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        !run.stderr().contains("unknown unit"),
+        "{}",
+        run.transcript()
+    );
+
+    sb.write("lab.yaml", &with("0h"));
+    let run = sb.run(&["validate", "-f", "lab.yaml"]);
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    assert!(
+        run.stderr()
+            .contains("error: a zero lifetime would stop every instance as soon as it boots"),
+        "{}",
+        run.transcript()
+    );
+
+    sb.write("lab.yaml", &with("4h30s"));
+    let run = sb.run(&["validate", "-f", "lab.yaml"]);
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    assert!(
+        run.stderr()
+            .contains("lifetime 4h30s is not a whole number of minutes")
+            && run.stderr().contains("write `4h` or `4h1m`"),
+        "{}",
+        run.transcript()
+    );
+
+    sb.write("lab.yaml", &with("1h30m"));
+    let run = sb.run(&["validate", "-f", "lab.yaml"]);
+    assert_eq!(run.code(), 0, "{}", run.transcript());
+
+    let without: String = default
+        .lines()
+        .filter(|l| !l.starts_with("lifetime:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    sb.write("lab.yaml", &without);
+    let run = sb.run(&["validate", "-f", "lab.yaml"]);
+    assert_eq!(
+        run.code(),
+        0,
+        "a warning, not an error: {}",
+        run.transcript()
+    );
+    let first_key = without
+        .lines()
+        .position(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .expect("a key")
+        + 1;
+    assert!(
+        run.stderr().contains(&format!(
+            "lab.yaml:{first_key}:1: warning: no `lifetime`: nothing stops the instances"
+        )),
+        "{}",
+        run.transcript()
+    );
+    assert!(
+        run.stderr().contains("add `lifetime: 4h`"),
+        "{}",
+        run.transcript()
+    );
+}
+
+#[test]
+fn validate_suggests_short_keys_and_takes_only_yaml_1_2_booleans() {
+    let sb = Sandbox::new();
+    sb.write("lab.yaml", &fixture("invalid/short-key-typo.yaml"));
+    let run = sb.run(&["validate", "-f", "lab.yaml"]);
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    assert!(
+        run.stderr()
+            .contains("lab.yaml:9:3: error: unknown key `tll` in `dns`; did you mean `ttl`?"),
+        "{}",
+        run.transcript()
+    );
+
+    let default = std::fs::read_to_string(repo().join("topology.yaml")).expect("topology.yaml");
+    let (line, col) = default
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| {
+            l.find("public: true")
+                .map(|c| (i + 1, c + 1 + "public: ".len()))
+        })
+        .expect("the default lab has a public subnet");
+    sb.write(
+        "lab.yaml",
+        &default.replacen("public: true", "public: yes", 1),
+    );
+    let run = sb.run(&["validate", "-f", "lab.yaml"]);
+    assert_eq!(run.code(), 1, "{}", run.transcript());
+    assert!(
+        run.stderr().contains(&format!(
+            "lab.yaml:{line}:{col}: error: `yes` is not a boolean in YAML 1.2, which labctl and \
+             editors follow; write true or false"
+        )),
+        "{}",
+        run.transcript()
+    );
+    sb.write(
+        "lab.yaml",
+        &default.replacen("public: true", "public: TRUE", 1),
+    );
+    assert_eq!(sb.run(&["validate", "-f", "lab.yaml"]).code(), 0);
+}
+
+/// Every duration flag reads one grammar, and says what is wrong with a value.
+#[test]
+fn duration_flags_share_one_grammar() {
+    let sb = Sandbox::new();
+    let topology = std::fs::read_to_string(repo().join("topology.yaml")).expect("topology.yaml");
+    sb.write("topology.yaml", &topology);
+    for (args, why) in [
+        (
+            &["exec", "all", "--timeout", "2x", "--", "true"][..],
+            "unknown unit `x`",
+        ),
+        (
+            &["exec", "all", "--timeout", "49h", "--", "true"][..],
+            "(1s to 2d)",
+        ),
+        (&["up", "--wait", "1h30"][..], "30 needs a unit"),
+        (&["up", "--wait", "30m1h"][..], "largest to smallest"),
+        (
+            &["pcap-fetch", "--since", "2026-03-01T14:00:00"][..],
+            "no UTC offset",
+        ),
+        (
+            &["pcap-fetch", "--since", "yesterday"][..],
+            "neither an RFC 3339 time",
+        ),
+    ] {
+        let run = sb.run(args);
+        assert_eq!(run.code(), 1, "{args:?}: {}", run.transcript());
+        assert!(
+            run.stderr().contains("invalid value"),
+            "{args:?}: {}",
+            run.transcript()
+        );
+        assert!(run.stderr().contains(why), "{args:?}: {}", run.transcript());
+    }
+    // Accepted values get as far as reading the topology, which stops them (before any
+    // AWS call) only because it is invalid.
+    sb.write("topology.yaml", &fixture("invalid/graviton.yaml"));
+    for args in [
+        &["exec", "all", "--timeout", "90", "--", "true"][..],
+        &["exec", "all", "--timeout", "1h30m", "--", "true"][..],
+        &["pcap-fetch", "--list", "--since", "90"][..],
+        &[
+            "pcap-fetch",
+            "--list",
+            "--since",
+            "2026-03-01T14:00:00+01:00",
+        ][..],
+        &[
+            "pcap-fetch",
+            "--list",
+            "--since",
+            "2026-03-01T14:00:00-05:00",
+        ][..],
+        &["pcap-fetch", "--list", "--since", "2026-03-01t14:00:00z"][..],
+    ] {
+        let run = sb.run(args);
+        assert_eq!(run.code(), 1, "{args:?}: {}", run.transcript());
+        assert!(
+            !run.stderr().contains("invalid value"),
+            "{args:?}: {}",
+            run.transcript()
+        );
+        assert!(
+            run.stderr().contains("Graviton"),
+            "{args:?}: {}",
+            run.transcript()
+        );
+    }
+}

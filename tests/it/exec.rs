@@ -44,7 +44,10 @@ pub(crate) async fn ids(lab: &str) -> BTreeMap<String, String> {
 fn json_rows(run: &Run) -> Vec<Value> {
     let value: Value = serde_json::from_str(&run.stdout())
         .unwrap_or_else(|e| panic!("JSON on stdout ({e}):\n{}", run.transcript()));
-    value.as_array().expect("an array").clone()
+    value["instances"]
+        .as_array()
+        .expect("an array of instances")
+        .clone()
 }
 
 fn field<'v>(row: &'v Value, key: &str) -> &'v str {

@@ -122,7 +122,7 @@ fn agree(sb: &Sandbox, pcap: &Path) -> Found {
     let run = sb.run(&["pcap-summary", "--json", pcap.to_str().expect("UTF-8 path")]);
     assert_eq!(run.code(), 0, "{}", run.transcript());
     let doc: serde_json::Value = serde_json::from_str(&run.stdout()).expect("JSON summary");
-    let summary = &doc[0];
+    let summary = &doc["files"][0];
     let mut counts = BTreeMap::new();
     let mut failures = Vec::new();
     for ((name, field), frames) in COMPARED.iter().zip(tshark(pcap)) {

@@ -49,11 +49,9 @@ impl fmt::Display for Value {
                 let shown: Vec<String> = rules.iter().map(ToString::to_string).collect();
                 f.write_str(&shown.join(", "))
             }
-            Value::Minutes(m) => write!(
-                f,
-                "{}",
-                crate::topology::Lifetime(std::time::Duration::from_secs(m * 60))
-            ),
+            Value::Minutes(m) => f.write_str(&crate::duration::format(
+                std::time::Duration::from_secs(m.saturating_mul(60)),
+            )),
             Value::Unset => f.write_str("none"),
         }
     }

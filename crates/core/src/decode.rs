@@ -139,10 +139,24 @@ impl FromNode for String {
     }
 }
 
+/// YAML 1.1's other spellings of true and false. YAML 1.2, the JSON Schema and editors
+/// read them as strings, so a file that used them would mean different things to
+/// different readers.
+const YAML_11_BOOLEANS: [&str; 6] = ["y", "n", "yes", "no", "on", "off"];
+
 impl FromNode for bool {
+    /// `true` or `false` (`True`, `TRUE`, `False`, `FALSE` too), as YAML 1.2 has them.
     fn from_node(node: &Node, d: &mut Decoder) -> Option<Self> {
-        match node.value {
-            Value::Bool(b) => Some(b),
+        match &node.value {
+            Value::Bool(b) => Some(*b),
+            Value::Str(s) if YAML_11_BOOLEANS.contains(&s.to_ascii_lowercase().as_str()) => {
+                d.error(
+                    node.pos,
+                    format!("`{s}` is not a boolean in YAML 1.2, which labctl and editors follow"),
+                )
+                .hint("write true or false");
+                None
+            }
             _ => {
                 d.expected(node, "`true` or `false`");
                 None

@@ -179,13 +179,23 @@ impl<'a> IntoIterator for &'a Diagnostics {
 }
 
 /// The candidate closest to `got`, if it is close enough to be a plausible typo.
+///
+/// Two measures, because each misses what the other sees: Jaro-Winkler similarity
+/// (at least 0.8) catches longer words with letters dropped or moved, but scores short
+/// words low however slight the slip (`tll` for `ttl` is 0.8 at best); the count of
+/// edits, a swap of neighbours counting as one, catches those: one edit per four
+/// letters of the candidate, and at least one. The fewest edits win, then similarity.
 pub fn closest<'a>(got: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(got, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .filter_map(|c| {
+            let similarity = strsim::jaro_winkler(got, c);
+            let edits = strsim::osa_distance(got, c);
+            let allowed = (c.chars().count() / 4).max(1);
+            (similarity >= 0.8 || edits <= allowed).then_some((edits, similarity, c))
+        })
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+        .map(|(_, _, c)| c)
 }
 
 #[cfg(test)]
@@ -198,6 +208,18 @@ mod tests {
         assert_eq!(closest("clinet", roles), Some("client"));
         assert_eq!(closest("sever", roles), Some("server"));
         assert_eq!(closest("database", roles), None);
+    }
+
+    #[test]
+    fn short_words_get_suggestions_too() {
+        assert_eq!(closest("tll", ["zone", "ttl"]), Some("ttl"));
+        assert_eq!(closest("tl", ["zone", "ttl"]), Some("ttl"));
+        assert_eq!(closest("ot", ["proto", "ports", "to"]), Some("to"));
+        assert_eq!(closest("xyz", ["zone", "ttl"]), None);
+        assert_eq!(
+            closest("id", ["name", "role", "type", "image", "count"]),
+            None
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod cost;
 pub mod decode;
 pub mod desired;
 pub mod diag;
+pub mod duration;
 pub mod graph;
 pub mod marks;
 pub mod plan;

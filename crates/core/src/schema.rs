@@ -195,9 +195,14 @@ pub fn topology_schema() -> Value {
                 }
             },
             "lifetime": {
-                "type": "string",
-                "pattern": "^([0-9]+[dhm])+$",
-                "description": "Instances stop themselves after this long, such as 4h or 1h30m"
+                "description": "Instances stop themselves after this long: whole minutes from 10m to 30d, such as 4h or 1h30m (a bare number is seconds)",
+                "oneOf": [
+                    {
+                        "type": "string",
+                        "pattern": "^[0-9]+(d([0-9]+h)?([0-9]+m)?([0-9]+s)?|h([0-9]+m)?([0-9]+s)?|m([0-9]+s)?|s)?$"
+                    },
+                    { "type": "integer", "minimum": 600, "maximum": 2_592_000, "multipleOf": 60 }
+                ]
             }
         },
         "$defs": {

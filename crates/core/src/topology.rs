@@ -356,48 +356,28 @@ pub enum ArtifactSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Lifetime(pub Duration);
 
+impl Lifetime {
+    /// The shortest lifetime a lab may set: the guard warns logged-in users before it
+    /// stops an instance, and a shorter life leaves no time to work.
+    pub const MIN: Duration = Duration::from_secs(10 * 60);
+    /// The longest: a guard that fires after a month guards little.
+    pub const MAX: Duration = Duration::from_secs(30 * 86_400);
+}
+
+/// Shown as every duration is ([`crate::duration::format`]).
 impl fmt::Display for Lifetime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mins = self.0.as_secs() / 60;
-        let (d, h, m) = (mins / 1440, mins / 60 % 24, mins % 60);
-        let mut out = String::new();
-        for (n, unit) in [(d, 'd'), (h, 'h'), (m, 'm')] {
-            if n > 0 {
-                out.push_str(&format!("{n}{unit}"));
-            }
-        }
-        f.write_str(if out.is_empty() { "0m" } else { &out })
+        f.write_str(&crate::duration::format(self.0))
     }
 }
 
 impl FromStr for Lifetime {
     type Err = String;
 
-    /// Parses `4h`, `90m`, `1h30m`, `2d`.
+    /// Reads the duration grammar of [`crate::duration`] (`4h`, `90m`, `1h30m`, `2d`).
+    /// Whether the value suits a lifetime is [`crate::validate`]'s to say.
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut total = 0u64;
-        let mut digits = String::new();
-        for c in s.chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let unit = match c {
-                'd' => 86_400,
-                'h' => 3_600,
-                'm' => 60,
-                _ => return Err(format!("unknown unit `{c}` (use d, h or m)")),
-            };
-            let n: u64 = digits
-                .parse()
-                .map_err(|_| format!("a number must come before `{c}`"))?;
-            total = total.saturating_add(n.saturating_mul(unit));
-            digits.clear();
-        }
-        if !digits.is_empty() || s.is_empty() {
-            return Err("every number needs a unit: d, h or m (such as `4h` or `1h30m`)".into());
-        }
-        Ok(Lifetime(Duration::from_secs(total)))
+        crate::duration::parse(s).map(Lifetime)
     }
 }
 
@@ -433,6 +413,15 @@ pub fn decode(root: &Node, d: &mut Decoder) -> Option<Topology> {
         }),
     };
     let lifetime = m.opt::<Located<Lifetime>>(d, "lifetime");
+    if m.get("lifetime").is_none() {
+        d.diags
+            .warning(
+                m.pos(),
+                "no `lifetime`: nothing stops the instances, which run (and cost) until \
+                 `labctl down`",
+            )
+            .hint("add `lifetime: 4h` to have each instance stop itself 4 hours after it boots");
+    }
     // Sections that failed are reported; keep the rest so later checks still run.
     let _ = m.finish(d);
     Some(Topology {
@@ -838,11 +827,29 @@ impl FromNode for Service {
 }
 
 impl FromNode for Lifetime {
+    /// A duration (`4h`), or a bare number of seconds as the grammar allows.
     fn from_node(node: &Node, d: &mut Decoder) -> Option<Self> {
-        parse_str(node, d, |s| {
-            s.parse::<Lifetime>()
-                .map_err(|e| format!("`{s}` is not a lifetime: {e}"))
-        })
+        match &node.value {
+            Value::Int(secs) => match u64::try_from(*secs) {
+                Ok(secs) => Some(Lifetime(Duration::from_secs(secs))),
+                Err(_) => {
+                    d.error(node.pos, format!("lifetime {secs} is negative"));
+                    None
+                }
+            },
+            Value::Str(s) => match s.parse::<Lifetime>() {
+                Ok(l) => Some(l),
+                Err(why) => {
+                    d.error(node.pos, format!("`{s}` is not a duration: {why}"))
+                        .hint("such as `4h`, `90m` or `1h30m`");
+                    None
+                }
+            },
+            _ => {
+                d.expected(node, "a duration such as `4h`");
+                None
+            }
+        }
     }
 }
 
@@ -851,18 +858,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lifetimes_parse_and_print() {
+    fn lifetimes_parse_and_print_as_every_duration_does() {
         for (text, secs, shown) in [
             ("4h", 14_400, "4h"),
             ("90m", 5_400, "1h30m"),
             ("1d2h", 93_600, "1d2h"),
+            ("90s", 90, "1m30s"),
+            ("0h", 0, "0s"),
+            ("600", 600, "10m"),
         ] {
             let l: Lifetime = text.parse().unwrap();
             assert_eq!(l.0.as_secs(), secs);
             assert_eq!(l.to_string(), shown);
         }
-        assert!("4".parse::<Lifetime>().is_err());
-        assert!("4s".parse::<Lifetime>().is_err());
+        assert!("4x".parse::<Lifetime>().is_err());
         assert!("h".parse::<Lifetime>().is_err());
     }
 

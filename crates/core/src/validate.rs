@@ -6,13 +6,16 @@
 //! referenced part failed to decode, so one typo is reported once.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
 use crate::address;
 use crate::decode::{Decoder, Located};
 use crate::diag::{Diagnostics, Pos};
-use crate::topology::{ArtifactSource, BucketName, Image, Instance, Peer, Rule, Topology, decode};
+use crate::topology::{
+    ArtifactSource, BucketName, Image, Instance, Lifetime, Peer, Rule, Topology, decode,
+};
 use crate::yaml;
 
 /// The outcome of reading a topology file.
@@ -94,13 +97,40 @@ pub fn validate(t: &Topology, complete: bool, d: &mut Diagnostics) {
     }
     check_artifacts(t, d);
     if let Some(lifetime) = &t.lifetime {
-        let mins = lifetime.value.0.as_secs() / 60;
-        if !(10..=30 * 24 * 60).contains(&mins) {
-            d.error(
-                lifetime.pos,
-                format!("lifetime {} is out of range (10m to 30d)", lifetime.value),
-            );
-        }
+        check_lifetime(lifetime, d);
+    }
+}
+
+/// The lifetime becomes a tag and a systemd timer, both in whole minutes, so it is
+/// refused rather than rounded when it is not whole minutes.
+fn check_lifetime(lifetime: &Located<Lifetime>, d: &mut Diagnostics) {
+    let span = lifetime.value.0;
+    let shown = &lifetime.value;
+    let range = format!("{} to {}", Lifetime(Lifetime::MIN), Lifetime(Lifetime::MAX));
+    if span.is_zero() {
+        d.error(
+            lifetime.pos,
+            "a zero lifetime would stop every instance as soon as it boots",
+        )
+        .hint(format!(
+            "give the instances time to work, such as `4h` ({range})"
+        ));
+    } else if !(Lifetime::MIN..=Lifetime::MAX).contains(&span) {
+        d.error(
+            lifetime.pos,
+            format!("lifetime {shown} is out of range ({range})"),
+        );
+    } else if !span.as_secs().is_multiple_of(60) {
+        let down = Lifetime(Duration::from_secs(span.as_secs() / 60 * 60));
+        let up = Lifetime(down.0 + Duration::from_secs(60));
+        d.error(
+            lifetime.pos,
+            format!(
+                "lifetime {shown} is not a whole number of minutes (the guard's timer and tag \
+                 count minutes)"
+            ),
+        )
+        .hint(format!("write `{down}` or `{up}`"));
     }
 }
 
@@ -142,6 +172,11 @@ pub fn partition(region: &str) -> &'static str {
 /// image it knows is the standard `aws` partition's, so other partitions are refused
 /// before anything is made there.
 pub fn supported_region(region: &str) -> Result<(), String> {
+    if !is_region(region) {
+        return Err(format!(
+            "`{region}` is not an AWS region name (such as `eu-north-1` or `us-east-1`)"
+        ));
+    }
     match partition(region) {
         "aws" => Ok(()),
         other => Err(format!(

@@ -56,14 +56,40 @@ impl Value {
 }
 
 /// Limits that keep a hostile file from exhausting memory. A topology is a few
-/// hundred nodes; these leave two orders of magnitude of room.
+/// hundred nodes in a few kilobytes; these leave two orders of magnitude of room.
 const MAX_NODES: usize = 100_000;
 const MAX_REPLAYED_EVENTS: usize = 100_000;
-const MAX_DEPTH: usize = 64;
+/// A topology nests six levels (`roles` → role → `ingress` → rule → `from` → source).
+/// Each level is a recursive call of the parser, so this also bounds its stack: an
+/// unoptimised build on a 2 MiB thread overflows past about 50.
+pub const MAX_DEPTH: usize = 24;
+/// The largest file read at all: the default lab is under 3 KiB.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
+/// The error for a file of `bytes` bytes, when that is over [`MAX_FILE_BYTES`]; a
+/// reader can ask before reading the file at all.
+pub fn too_large(bytes: u64) -> Option<Diagnostic> {
+    (bytes > MAX_FILE_BYTES as u64).then(|| Diagnostic {
+        severity: Severity::Error,
+        pos: Pos::new(1, 1),
+        message: format!(
+            "the file is too large: {} ({bytes} bytes), over the {} limit for a topology",
+            size(bytes as usize),
+            size(MAX_FILE_BYTES)
+        ),
+        hint: Some("a topology is a few kilobytes; is this the right file?".to_owned()),
+    })
+}
 
 /// Parses `text` into a tree. A syntax error stops parsing and is returned as the one
 /// diagnostic it produces.
+///
+/// Booleans are YAML 1.2's (`true`, `false` and their capitalised forms): `yes`, `no`,
+/// `on` and `off` stay strings, as they are to the JSON Schema and to editors.
 pub fn parse(text: &str) -> Result<Node, Diagnostic> {
+    if let Some(too_large) = too_large(text.len() as u64) {
+        return Err(too_large);
+    }
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_nodes: MAX_NODES,
@@ -72,11 +98,22 @@ pub fn parse(text: &str) -> Result<Node, Diagnostic> {
         alias_limits: serde_saphyr::alias_limits! {
             max_total_replayed_events: MAX_REPLAYED_EVENTS,
         },
+        strict_booleans: true,
         with_snippet: false,
     };
     match serde_saphyr::from_str_with_options::<Spanned<Node>>(text, options) {
         Ok(root) => Ok(node_from(root)),
         Err(err) => Err(syntax_diagnostic(&err)),
+    }
+}
+
+/// `1 MiB`, `12.0 MiB`, `300 KiB`: sizes in the units the limit is set in.
+fn size(bytes: usize) -> String {
+    const MIB: usize = 1 << 20;
+    match bytes {
+        b if b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= MIB => format!("{:.1} MiB", b as f64 / MIB as f64),
+        b => format!("{} KiB", b.div_ceil(1024)),
     }
 }
 
@@ -86,19 +123,26 @@ fn syntax_diagnostic(err: &serde_saphyr::Error) -> Diagnostic {
         .location()
         .map(|l| Pos::new(saturate(l.line()), saturate(l.column())))
         .unwrap_or(Pos::new(1, 1));
-    let (message, hint) = if is_budget_breach(err) {
-        (
-            format!(
-                "YAML anchors and aliases expand beyond {MAX_NODES} nodes or {MAX_DEPTH} levels"
-            ),
+    let (message, hint) = match breach(err) {
+        Some(Breach::Aliases) => (
+            format!("YAML anchors and aliases expand beyond {MAX_REPLAYED_EVENTS} nodes"),
             Some("a topology never needs this much; the file looks like an alias bomb".to_owned()),
-        )
-    } else {
-        let message = strip_position(&err.to_string());
-        let hint = message
-            .contains("tab")
-            .then(|| "indent with spaces: YAML does not allow tabs for indentation".to_owned());
-        (message, hint)
+        ),
+        Some(Breach::Nodes) => (
+            format!("the file holds more than {MAX_NODES} YAML nodes"),
+            Some("a topology has a few hundred; is this the right file?".to_owned()),
+        ),
+        Some(Breach::Depth) => (
+            format!("the file nests more than {MAX_DEPTH} levels deep"),
+            Some("a topology nests five or six levels".to_owned()),
+        ),
+        None => {
+            let message = strip_position(&err.to_string());
+            let hint = message
+                .contains("tab")
+                .then(|| "indent with spaces: YAML does not allow tabs for indentation".to_owned());
+            (message, hint)
+        }
     };
     Diagnostic {
         severity: Severity::Error,
@@ -108,14 +152,31 @@ fn syntax_diagnostic(err: &serde_saphyr::Error) -> Diagnostic {
     }
 }
 
-fn is_budget_breach(err: &serde_saphyr::Error) -> bool {
+/// Which of the parser's limits a file ran into.
+enum Breach {
+    /// Aliases replayed too much: an alias bomb.
+    Aliases,
+    /// Too many nodes written out in the file itself.
+    Nodes,
+    /// Collections nested too deeply.
+    Depth,
+}
+
+fn breach(err: &serde_saphyr::Error) -> Option<Breach> {
+    use serde_saphyr::budget::BudgetBreach;
     match err.without_snippet() {
-        serde_saphyr::Error::Budget { .. }
-        | serde_saphyr::Error::AliasReplayLimitExceeded { .. }
+        serde_saphyr::Error::Budget { breach, .. } => Some(match breach {
+            BudgetBreach::Nodes { .. } | BudgetBreach::Events { .. } => Breach::Nodes,
+            BudgetBreach::Depth { .. } => Breach::Depth,
+            _ => Breach::Aliases,
+        }),
+        serde_saphyr::Error::AliasReplayLimitExceeded { .. }
         | serde_saphyr::Error::AliasReplayStackDepthExceeded { .. }
-        | serde_saphyr::Error::AliasReplayCounterOverflow { .. } => true,
-        serde_saphyr::Error::AliasError { error, .. } => is_budget_breach(error),
-        _ => false,
+        | serde_saphyr::Error::AliasReplayCounterOverflow { .. } => Some(Breach::Aliases),
+        serde_saphyr::Error::AliasError { error, .. } => breach(error),
+        // The scanner's own guard, reached before the budget by thousands of levels.
+        other if other.to_string().starts_with("recursion limit exceeded") => Some(Breach::Depth),
+        _ => None,
     }
 }
 

@@ -73,3 +73,26 @@ fn files_with_unknown_keys_or_wrong_types_violate_the_schema() {
         );
     }
 }
+
+/// The schema's lifetime pattern is the duration grammar: an editor accepts exactly the
+/// spellings `labctl validate` reads.
+#[test]
+fn the_lifetime_pattern_is_the_duration_grammar() {
+    let schema = jsonschema::draft202012::new(&topology_schema()).expect("compiles");
+    let mut lab = load("tests/fixtures/valid/minimal.yaml");
+    for written in [
+        "4h", "90m", "1h30m", "2d", "1d2h3m4s", "1d4s", "600s", "600", "10m0s", "", "h", "1h30",
+        "30m1h", "1m1m", "4 h", "4H", "1.5h", "-4h", "5min", "1ms", "1s1m",
+    ] {
+        lab["lifetime"] = Json::String(written.to_owned());
+        assert_eq!(
+            schema.is_valid(&lab),
+            labctl_core::duration::parse(written).is_ok(),
+            "`{written}`"
+        );
+    }
+    for (secs, whole_minutes_in_range) in [(600, true), (5_400, true), (90, false), (630, false)] {
+        lab["lifetime"] = Json::from(secs);
+        assert_eq!(schema.is_valid(&lab), whole_minutes_in_range, "{secs}");
+    }
+}

@@ -14,12 +14,14 @@ use crate::aws::{Clients, aws};
 
 /// The labnet binaries uploaded to the bucket. The one the topology wants now is
 /// `artifact/labnet`; older ones get an address of their own, so the plan deletes them.
+/// Without a wanted key (`down`, which builds nothing), the newest upload is
+/// `artifact/labnet`, so `up` and `down` name the same binary alike.
 pub async fn observe(
     c: &Clients,
     bucket: &str,
     wanted: Option<&str>,
 ) -> anyhow::Result<Vec<Found>> {
-    let mut out = Vec::new();
+    let mut uploads = Vec::new();
     let mut pages =
         c.s3.list_objects_v2()
             .bucket(bucket)
@@ -28,11 +30,26 @@ pub async fn observe(
             .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(aws(format!("S3 ListObjectsV2 {bucket}")))?;
-        for key in page.contents().iter().filter_map(|o| o.key()) {
-            let Some(sha256) = key.strip_prefix(LABNET_KEY_PREFIX) else {
-                continue;
-            };
-            let name = if Some(key) == wanted {
+        for o in page.contents() {
+            if let Some(key) = o.key()
+                && key.strip_prefix(LABNET_KEY_PREFIX).is_some()
+            {
+                uploads.push((key.to_owned(), o.last_modified().copied()));
+            }
+        }
+    }
+    let current = match wanted {
+        Some(key) => Some(key.to_owned()),
+        None => uploads
+            .iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)))
+            .map(|(key, _)| key.clone()),
+    };
+    Ok(uploads
+        .iter()
+        .map(|(key, _)| {
+            let sha256 = &key[LABNET_KEY_PREFIX.len()..];
+            let name = if current.as_deref() == Some(key.as_str()) {
                 LABNET_ARTIFACT.to_owned()
             } else {
                 let short: String = sha256.chars().take(12).collect();
@@ -42,10 +59,9 @@ pub async fn observe(
                 bucket: bucket.to_owned(),
                 sha256: sha256.to_owned(),
             };
-            out.push(found(Address::new(Kind::Artifact, name), key, key, spec));
-        }
-    }
-    Ok(out)
+            found(Address::new(Kind::Artifact, name), key, key, spec)
+        })
+        .collect())
 }
 
 impl Applier<'_> {
