@@ -20,7 +20,11 @@ sed "s/image: ubuntu-24.04/image: $localstack_image/" topology.yaml > "$work/top
 
 endpoint=$(bash scripts/localstack.sh start)
 export AWS_ENDPOINT_URL=$endpoint AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
-cargo build --quiet --bin labctl
+# The build the tests make (`cargo test`'s feature set, dev-dependencies included):
+# `cargo build --bin labctl` alone resolves other features for tokio, hashbrown and
+# num-traits, which the AWS SDK depends on, so the SDK would compile twice on a machine
+# that runs both this and scripts/test.sh.
+cargo test --workspace --no-run --locked --quiet
 labctl=${CARGO_TARGET_DIR:-target}/debug/labctl
 
 run() { printf '\n$ labctl %s\n' "$*" >&2; "$labctl" -f "$work/topology.yaml" "$@"; }
