@@ -1,40 +1,7 @@
 //! Records the git commit labctl is built from, for `labctl --version`.
-//!
-//! A build from a source archive without git history still works and says `unknown`.
 
-use std::path::PathBuf;
-use std::process::Command;
+include!("build-support/git_commit.rs");
 
 fn main() {
-    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
-    println!("cargo:rustc-env=LABCTL_GIT_COMMIT={commit}");
-    // Rebuild when HEAD moves: HEAD itself (a checkout), the branch it names (a commit),
-    // and packed refs. Only files that exist are named, since cargo reruns a script
-    // whose watched path is missing on every build.
-    println!("cargo:rerun-if-changed=build.rs");
-    let Some(git_dir) = git(&["rev-parse", "--git-dir"]).map(PathBuf::from) else {
-        return;
-    };
-    let common =
-        git(&["rev-parse", "--git-common-dir"]).map_or_else(|| git_dir.clone(), PathBuf::from);
-    let mut watched = vec![git_dir.join("HEAD"), common.join("packed-refs")];
-    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-        watched.push(common.join(branch));
-    }
-    for path in watched.iter().filter(|p| p.exists()) {
-        println!("cargo:rerun-if-changed={}", path.display());
-    }
-}
-
-/// `git <args>` in this package's directory, trimmed; `None` without git or a repository.
-fn git(args: &[&str]) -> Option<String> {
-    Command::new("git")
-        .args(args)
-        .current_dir(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+    record_git_commit("LABCTL_GIT_COMMIT");
 }

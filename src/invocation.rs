@@ -85,8 +85,8 @@ pub fn region_origin() -> &'static str {
         .unwrap_or("--region")
 }
 
-/// A word as a POSIX shell reads it back.
-fn quote(word: &str) -> String {
+/// A word as a POSIX shell reads it back, for commands that messages suggest.
+pub fn quote(word: &str) -> String {
     shlex::try_quote(word).map_or_else(|_| word.to_owned(), |q| q.into_owned())
 }
 

@@ -90,8 +90,8 @@ impl Printer {
         WROTE_JSON.load(Ordering::SeqCst)
     }
 
-    /// A JSON document on stdout as it is (`labctl schema`).
-    pub fn raw_json(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    /// A JSON document on stdout as it is; every document goes through here.
+    fn raw_json(&self, value: &impl serde::Serialize) -> anyhow::Result<()> {
         WROTE_JSON.store(true, Ordering::SeqCst);
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         serde_json::to_writer_pretty(&mut out, value)?;

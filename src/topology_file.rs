@@ -90,7 +90,10 @@ fn missing_hint(path: &Path) -> String {
         .filter(|d| !d.as_os_str().is_empty() && *d != Path::new("."));
     let init = match dir {
         Some(d) if path.file_name() == Some("topology.yaml".as_ref()) => {
-            format!("labctl init {}", quote(&d.display().to_string()))
+            format!(
+                "labctl init {}",
+                crate::invocation::quote(&d.display().to_string())
+            )
         }
         _ => "labctl init".to_owned(),
     };
@@ -98,11 +101,6 @@ fn missing_hint(path: &Path) -> String {
         "`{init}` writes the default lab to start from, or `-f FILE` (or LABCTL_TOPOLOGY) \
          names another topology file"
     )
-}
-
-/// A word as a POSIX shell reads it back.
-fn quote(word: &str) -> String {
-    shlex::try_quote(word).map_or_else(|_| word.to_owned(), |q| q.into_owned())
 }
 
 /// `1 error`, `2 errors`.

@@ -65,7 +65,10 @@ pub fn run(args: &InitArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let flag = if here {
         String::new()
     } else {
-        format!("-f {} ", quote(&topology.display().to_string()))
+        format!(
+            "-f {} ",
+            crate::invocation::quote(&topology.display().to_string())
+        )
     };
     printer.note(&format!(
         "Next: edit {} to your lab, then `labctl {flag}plan` shows what `labctl {flag}up` \
@@ -114,11 +117,6 @@ fn create_new(path: &Path, text: &str) -> anyhow::Result<()> {
         bail!("cannot write {}: {e}", path.display());
     }
     Ok(())
-}
-
-/// A word as a POSIX shell reads it back.
-fn quote(word: &str) -> String {
-    shlex::try_quote(word).map_or_else(|_| word.to_owned(), |q| q.into_owned())
 }
 
 #[cfg(test)]

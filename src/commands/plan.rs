@@ -76,16 +76,13 @@ fn cost_json(estimate: &Estimate, lifetime_minutes: Option<u64>) -> Value {
             })
         })
         .collect();
-    // As the text: only a complete estimate has a lifetime bound.
-    let priced = estimate.region_known && estimate.unknown.is_empty() && !lines.is_empty();
-    let lifetime = lifetime_minutes.filter(|_| priced).map(|minutes| {
-        let most = estimate.per_hour * minutes as f64 / 60.0;
-        json!({
+    let lifetime = lifetime_minutes.and_then(|minutes| {
+        let most = estimate.lifetime_most(minutes)?;
+        Some(json!({
             "minutes": minutes,
-            // Rounded up to the cent, as an upper bound is.
-            "usd_at_most": ((most * 100.0) - 1e-9).ceil().max(0.0) / 100.0,
+            "usd_at_most": most,
             "usd_per_hour_stopped": usd(estimate.component_per_hour(Component::Storage)),
-        })
+        }))
     });
     json!({
         "region": estimate.region,

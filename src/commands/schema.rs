@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use crate::printer::Printer;
 
 pub fn run(printer: &Printer) -> anyhow::Result<ExitCode> {
-    printer.raw_json(&labctl_core::schema::topology_schema())?;
+    // The text `labctl init` writes beside a new topology, byte for byte.
+    printer.text(&super::init::schema()?);
     Ok(ExitCode::SUCCESS)
 }

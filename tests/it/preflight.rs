@@ -10,7 +10,6 @@
 
 use std::net::SocketAddr;
 
-use aws_faults::consistency::Windows;
 use aws_faults::rules::Rule;
 use aws_faults::standins::{Offering, Quota};
 use aws_faults::{Config, Endpoint, serve};
@@ -32,14 +31,11 @@ pub(crate) async fn endpoint_seeded(
     seed: u64,
 ) -> Endpoint {
     let config = Config {
-        upstream: localstack_endpoint().to_owned(),
         seed,
         rules: rules
             .iter()
             .map(|r| Rule::parse(r).expect("rule"))
             .collect(),
-        ec2_buckets: false,
-        consistency: Windows::default(),
         quotas: quotas
             .iter()
             .map(|q| Quota::parse(q).expect("quota"))
@@ -48,6 +44,7 @@ pub(crate) async fn endpoint_seeded(
             .iter()
             .flat_map(|o| Offering::parse(o).expect("offering"))
             .collect(),
+        ..Config::new(localstack_endpoint())
     };
     let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
     serve(any, config).await.expect("endpoint")

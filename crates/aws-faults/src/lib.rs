@@ -52,6 +52,22 @@ pub struct Config {
     pub offerings: Vec<standins::Offering>,
 }
 
+impl Config {
+    /// An endpoint in front of `upstream` that injects nothing (seed 1): the start
+    /// from which a test or caller sets what it needs.
+    pub fn new(upstream: impl Into<String>) -> Self {
+        Self {
+            upstream: upstream.into(),
+            seed: 1,
+            rules: Vec::new(),
+            ec2_buckets: false,
+            consistency: consistency::Windows::default(),
+            quotas: Vec::new(),
+            offerings: Vec::new(),
+        }
+    }
+}
+
 /// What happened to one operation's calls.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OperationStats {

@@ -39,16 +39,11 @@ fn localstack() -> &'static str {
 /// The endpoint's configuration in front of LocalStack, with `rules`.
 fn config(rules: &[&str]) -> Config {
     Config {
-        upstream: localstack().to_owned(),
-        seed: 1,
         rules: rules
             .iter()
             .map(|r| Rule::parse(r).expect("rule"))
             .collect(),
-        ec2_buckets: false,
-        consistency: Windows::default(),
-        quotas: Vec::new(),
-        offerings: Vec::new(),
+        ..Config::new(localstack())
     }
 }
 

@@ -297,6 +297,14 @@ impl Estimate {
             .sum()
     }
 
+    /// The most one lifetime of `minutes` can cost, in USD rounded up to the cent;
+    /// `None` when the estimate misses a price, since a bound would then be wrong.
+    pub fn lifetime_most(&self, minutes: u64) -> Option<f64> {
+        let complete = self.region_known && self.unknown.is_empty() && !self.lines.is_empty();
+        let cents = units(self.per_hour * minutes as f64 / 60.0, 2, Round::Up);
+        complete.then_some(cents as f64 / 100.0)
+    }
+
     /// The estimate for `plan`, one or two lines without a trailing newline:
     ///
     /// ```text
@@ -351,12 +359,13 @@ impl Estimate {
             ));
             return out;
         }
-        if let Some(minutes) = lifetime_minutes {
+        if let Some(minutes) = lifetime_minutes
+            && let Some(most) = self.lifetime_most(minutes)
+        {
             let lifetime = Lifetime(std::time::Duration::from_secs(minutes.saturating_mul(60)));
-            let hours = minutes as f64 / 60.0;
             out.push_str(&format!(
                 "\nat most {} per {lifetime} lifetime",
-                usd(self.per_hour * hours, 2, Round::Up)
+                usd(most, 2, Round::Nearest)
             ));
             let storage = self.component_per_hour(Component::Storage);
             if storage > 0.0 {
@@ -382,17 +391,22 @@ enum Round {
 /// noise (3 × 0.0104 = 0.031200000000000002) never shows or tips a rounding.
 fn usd(amount: f64, decimals: u32, round: Round) -> String {
     let scale = 10u64.pow(decimals);
-    let units = amount.max(0.0) * scale as f64;
-    // A billionth of a unit absorbs binary representation error in either direction.
-    let units = match round {
-        Round::Nearest => (units + 1e-9).round(),
-        Round::Up => (units - 1e-9).ceil(),
-    } as u64;
+    let units = units(amount, decimals, round);
     if decimals == 0 {
         return format!("${units}");
     }
     let width = decimals as usize;
     format!("${}.{:0width$}", units / scale, units % scale)
+}
+
+/// `amount` in whole units of `decimals` decimal places (cents for 2).
+fn units(amount: f64, decimals: u32, round: Round) -> u64 {
+    let units = amount.max(0.0) * 10u64.pow(decimals) as f64;
+    // A billionth of a unit absorbs binary representation error in either direction.
+    (match round {
+        Round::Nearest => (units + 1e-9).round(),
+        Round::Up => (units - 1e-9).ceil(),
+    }) as u64
 }
 
 /// An hourly figure: 4 decimals under $1, 2 from $1 on.

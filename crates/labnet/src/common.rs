@@ -78,21 +78,17 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// A duration given as seconds (`5`, `0.5`) or with a unit (`500ms`, `5s`, `2m`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
+/// A positive number of seconds, fractions allowed (`5`, `0.5`): how every labnet
+/// program takes a time.
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds (examples: 5, 0.5)"))?;
+    if secs > 0.0 && Duration::try_from_secs_f64(secs).is_ok() {
+        Ok(secs)
     } else {
-        (text, 1.0)
-    };
-    let invalid = || format!("{text:?} is not a duration (examples: 5, 0.5, 500ms, 5s, 2m)");
-    let value: f64 = number.trim().parse().map_err(|_| invalid())?;
-    Duration::try_from_secs_f64(value * scale).map_err(|_| invalid())
+        Err("expected a positive number of seconds".into())
+    }
 }
 
 /// Resolves on SIGTERM (systemd stopping the service) or Ctrl-C.
@@ -169,15 +165,11 @@ mod tests {
     }
 
     #[test]
-    fn durations_take_seconds_or_a_unit() {
-        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        for bad in ["", "-1", "five", "5h", "inf", "NaN"] {
-            let err = parse_duration(bad).unwrap_err();
-            assert!(err.contains("is not a duration"), "{bad}: {err}");
-        }
+    fn seconds_must_be_positive() {
+        assert_eq!(parse_seconds("0.5"), Ok(0.5));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("x").is_err());
     }
 }

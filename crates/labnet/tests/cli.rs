@@ -18,8 +18,11 @@ fn usage_errors_exit_1_and_name_the_problem() {
         (&["load", "--clients"], "a value is required for '--clients"),
         // A value out of range.
         (&["load", "--clients", "0"], "--clients"),
-        // A bad duration.
-        (&["load", "--close-grace", "soon"], "is not a duration"),
+        // A time that is not a number of seconds.
+        (
+            &["load", "--close-grace", "soon"],
+            "is not a number of seconds",
+        ),
         // No program at all.
         (&[], "Usage: labnet <COMMAND>"),
         // An unknown program.

@@ -631,7 +631,7 @@ fn text_row(stdout: &str, clients: u32) -> std::collections::HashMap<String, Str
 #[test]
 fn load_completes_against_the_labs_threaded_server_that_leaves_a_connection_open() {
     let server = PythonServer::start(PYTHON_SERVER, &["0", "hold"]);
-    let out = load5(server.port, &["--close-grace", "1s", "--json"]);
+    let out = load5(server.port, &["--close-grace", "1", "--json"]);
     let doc = json_of(&out);
     assert!(
         out.status.success(),
@@ -658,7 +658,7 @@ fn load_completes_against_the_labs_threaded_server_that_leaves_a_connection_open
     }
 
     // Strict: the connection the server holds is a failure, and the exit status says so.
-    let out = load5(server.port, &["--close-grace", "500ms", "--require-close"]);
+    let out = load5(server.port, &["--close-grace", "0.5", "--require-close"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");

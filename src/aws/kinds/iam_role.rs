@@ -37,6 +37,17 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
     let mut out = Vec::new();
     for role in &roles {
         let name = role.role_name();
+        // One of labctl's inline policies, absent when the role has none by that name.
+        let inline_policy = |policy: &'static str| async move {
+            c.iam
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(policy)
+                .send()
+                .await
+                .map_err(aws(format!("IAM GetRolePolicy {name}")))
+                .absent_if(&["NoSuchEntity"])
+        };
         // Everything the plan claims about the role, read at once.
         let (managed, inline, tables, names, detail) = tokio::try_join!(
             async {
@@ -50,26 +61,8 @@ pub async fn observe(c: &Clients, expected: &Expected<'_>) -> anyhow::Result<Vec
                     .await
                     .map_err(aws(format!("IAM ListAttachedRolePolicies {name}")))
             },
-            async {
-                c.iam
-                    .get_role_policy()
-                    .role_name(name)
-                    .policy_name(INLINE_POLICY)
-                    .send()
-                    .await
-                    .map_err(aws(format!("IAM GetRolePolicy {name}")))
-                    .absent_if(&["NoSuchEntity"])
-            },
-            async {
-                c.iam
-                    .get_role_policy()
-                    .role_name(name)
-                    .policy_name(DYNAMODB_POLICY)
-                    .send()
-                    .await
-                    .map_err(aws(format!("IAM GetRolePolicy {name}")))
-                    .absent_if(&["NoSuchEntity"])
-            },
+            inline_policy(INLINE_POLICY),
+            inline_policy(DYNAMODB_POLICY),
             async {
                 c.iam
                     .list_role_policies()

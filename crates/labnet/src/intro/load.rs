@@ -30,7 +30,7 @@ use tokio::sync::Barrier;
 use tokio::time::{timeout, timeout_at};
 
 use super::{DEFAULT_PORT, encode_len, lab_message};
-use crate::common::{host_name, host_port, parse_duration};
+use crate::common::{host_name, host_port, parse_seconds};
 
 /// The lab's series of client counts, for a bare `--sweep`.
 const LAB_SERIES: &str = "10,20,50,100,200,500,1000";
@@ -84,10 +84,9 @@ pub struct LoadArgs {
     /// Seconds allowed for each later step: the intro line and the send.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
-    /// How long each client waits for the server's close once its message is sent
-    /// (seconds, or with a unit: 500ms, 5s).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    close_grace: Duration,
+    /// Seconds each client waits for the server's close once its message is sent.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
+    close_grace: f64,
     /// Count a client whose server has not closed within --close-grace as failed, for
     /// servers that promise to close (labnet's intro-server does).
     #[arg(long)]
@@ -176,6 +175,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
     let pause = secs(args.pause, "--pause")?;
     let connect_timeout = secs(args.connect_timeout, "--connect-timeout")?;
     let step_timeout = secs(args.timeout, "--timeout")?;
+    let close_grace = secs(args.close_grace, "--close-grace")?;
     let series = args.sweep.clone().unwrap_or_else(|| vec![args.clients]);
     let target = host_port(&args.host, args.port);
 
@@ -183,7 +183,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         println!(
             "target {target}, pause {:.3} s, close grace {:.3} s{}",
             pause.as_secs_f64(),
-            args.close_grace.as_secs_f64(),
+            close_grace.as_secs_f64(),
             if args.require_close {
                 " (a close is required)"
             } else {
@@ -209,7 +209,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
             pause,
             connect_timeout,
             timeout: step_timeout,
-            close_grace: args.close_grace,
+            close_grace,
             require_close: args.require_close,
         });
         let run = run_once(clients, plan).await;
@@ -224,7 +224,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
                 eprintln!(
                     "  {clients} clients: {not_closed} × not closed by the server within {:?} \
 (completed all the same; --require-close makes this a failure)",
-                    args.close_grace
+                    close_grace
                 );
             }
         }
@@ -235,7 +235,7 @@ pub async fn run_load(args: LoadArgs) -> anyhow::Result<()> {
             "target": target,
             "addr": addr.map(|a| a.to_string()),
             "pause_s": pause.as_secs_f64(),
-            "close_grace_s": args.close_grace.as_secs_f64(),
+            "close_grace_s": close_grace.as_secs_f64(),
             "require_close": args.require_close,
             "runs": runs.iter().map(run_json).collect::<Vec<_>>(),
         });
